@@ -1,0 +1,7 @@
+//! VGG networks: topology, layer names, input conventions.
+
+mod arch;
+mod convention;
+
+pub use arch::{Architecture, ConvSpec, Layer};
+pub use convention::InputConvention;
