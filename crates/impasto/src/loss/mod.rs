@@ -1,0 +1,16 @@
+//! The Gatys losses, each returning its value and adding its exact gradient.
+//!
+//! - content: `L_c = 1/2 Σ (F(x) − F(p))²` at any layers;
+//! - style: `L_s = Σ_l w_l E_l`, `E_l = Σ (G_l(x) − A_l)² / (4 N_l² M_l²)` (w_l default 1/L);
+//! - total variation on the image's pixels;
+//! - [`Objective`]: `α·content + β·style + tv_weight·tv`, reporting each unweighted part.
+
+mod content;
+mod objective;
+mod style;
+mod tv;
+
+pub use content::ContentLoss;
+pub use objective::{LossParts, LossWeights, Objective};
+pub use style::StyleLoss;
+pub use tv::total_variation;

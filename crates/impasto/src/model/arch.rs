@@ -59,8 +59,14 @@ impl Architecture {
         let mut layers = Vec::new();
         for (b, &n) in self.convs_per_block().iter().enumerate() {
             for i in 0..n {
-                layers.push(Layer::Conv { block: b + 1, index: i + 1 });
-                layers.push(Layer::Relu { block: b + 1, index: i + 1 });
+                layers.push(Layer::Conv {
+                    block: b + 1,
+                    index: i + 1,
+                });
+                layers.push(Layer::Relu {
+                    block: b + 1,
+                    index: i + 1,
+                });
             }
             layers.push(Layer::Pool { block: b + 1 });
         }
@@ -85,7 +91,12 @@ impl Architecture {
     fn unknown_layer(self, name: &str) -> Error {
         let n = self.convs_per_block();
         let valid = (1..=5)
-            .map(|b| format!("conv{b}_1..conv{b}_{k}, relu{b}_1..relu{b}_{k}, pool{b}", k = n[b - 1]))
+            .map(|b| {
+                format!(
+                    "conv{b}_1..conv{b}_{k}, relu{b}_1..relu{b}_{k}, pool{b}",
+                    k = n[b - 1]
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         Error::UnknownLayer {
@@ -180,7 +191,9 @@ impl FromStr for Layer {
             t.parse().map_err(|_| bad())
         };
         if let Some(rest) = s.strip_prefix("pool") {
-            return Ok(Layer::Pool { block: number(rest)? });
+            return Ok(Layer::Pool {
+                block: number(rest)?,
+            });
         }
         let (is_conv, rest) = match (s.strip_prefix("conv"), s.strip_prefix("relu")) {
             (Some(r), _) => (true, r),
@@ -207,7 +220,10 @@ mod tests {
             a.conv_specs().iter().map(|c| c.torchvision_index).collect()
         };
         // From torchvision.models.vgg16().features / vgg19().features.
-        assert_eq!(idx(Architecture::Vgg16), [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]);
+        assert_eq!(
+            idx(Architecture::Vgg16),
+            [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28]
+        );
         assert_eq!(
             idx(Architecture::Vgg19),
             [0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34]
@@ -221,11 +237,16 @@ mod tests {
                 assert_eq!(arch.parse_layer(&layer.to_string()).unwrap(), layer);
             }
         }
-        for bad in ["relu4_4", "conv6_1", "relu0_1", "relu01_1", "pool", "relu4", "foo", ""] {
+        for bad in [
+            "relu4_4", "conv6_1", "relu0_1", "relu01_1", "pool", "relu4", "foo", "",
+        ] {
             assert!(Architecture::Vgg16.parse_layer(bad).is_err(), "{bad}");
         }
         assert!(Architecture::Vgg19.parse_layer("relu4_4").is_ok());
-        let msg = Architecture::Vgg16.parse_layer("relu9_9").unwrap_err().to_string();
+        let msg = Architecture::Vgg16
+            .parse_layer("relu9_9")
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains("relu9_9") && msg.contains("vgg16"), "{msg}");
     }
 

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::core::{FeatureMap, Scalar};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,7 +32,9 @@ impl InputConvention {
     /// `input[c] = rgb255[source] * scale + offset`.
     pub fn channel_affine(self) -> [(usize, f32, f32); 3] {
         match self {
-            InputConvention::CaffeBgr => [(2, 1.0, -103.939), (1, 1.0, -116.779), (0, 1.0, -123.68)],
+            InputConvention::CaffeBgr => {
+                [(2, 1.0, -103.939), (1, 1.0, -116.779), (0, 1.0, -123.68)]
+            }
             InputConvention::TorchvisionRgb => {
                 let mean = [0.485f32, 0.456, 0.406];
                 let std = [0.229f32, 0.224, 0.225];
@@ -54,7 +57,69 @@ impl FromStr for InputConvention {
         match s {
             "caffe-bgr-255" => Ok(InputConvention::CaffeBgr),
             "torchvision-rgb-01" => Ok(InputConvention::TorchvisionRgb),
-            other => Err(Error::parameter(format!("unknown input convention `{other}`"))),
+            other => Err(Error::parameter(format!(
+                "unknown input convention `{other}`"
+            ))),
+        }
+    }
+}
+
+impl InputConvention {
+    /// Writes an `h × w` RGB image (row-major, 0–255) into the network input `out` (3 channels).
+    pub fn to_network<T: Scalar>(self, rgb: &[T], out: &mut FeatureMap<T>) {
+        let (h, w) = (out.height(), out.width());
+        assert_eq!(rgb.len(), h * w * 3, "RGB image length");
+        assert_eq!(out.channels(), 3, "network input channels");
+        let affine = self.channel_affine();
+        for y in 0..h {
+            let src = &rgb[y * w * 3..(y + 1) * w * 3];
+            for (px, s) in out
+                .pixel_row_mut(y)
+                .chunks_exact_mut(3)
+                .zip(src.chunks_exact(3))
+            {
+                for (c, &(from, scale, offset)) in affine.iter().enumerate() {
+                    px[c] = s[from] * T::from_f64(scale as f64) + T::from_f64(offset as f64);
+                }
+            }
+        }
+    }
+
+    /// Inverse of [`InputConvention::to_network`]: network input back to RGB 0–255.
+    pub fn from_network<T: Scalar>(self, input: &FeatureMap<T>, rgb: &mut [T]) {
+        let (h, w) = (input.height(), input.width());
+        assert_eq!(rgb.len(), h * w * 3, "RGB image length");
+        let affine = self.channel_affine();
+        for y in 0..h {
+            let dst = &mut rgb[y * w * 3..(y + 1) * w * 3];
+            for (px, d) in input
+                .pixel_row(y)
+                .chunks_exact(3)
+                .zip(dst.chunks_exact_mut(3))
+            {
+                for (c, &(from, scale, offset)) in affine.iter().enumerate() {
+                    d[from] = (px[c] - T::from_f64(offset as f64)) / T::from_f64(scale as f64);
+                }
+            }
+        }
+    }
+
+    /// Chain rule through [`InputConvention::to_network`]: `grad_rgb += ∂L/∂input · ∂input/∂rgb`.
+    pub fn gradient_to_rgb<T: Scalar>(self, grad_input: &FeatureMap<T>, grad_rgb: &mut [T]) {
+        let (h, w) = (grad_input.height(), grad_input.width());
+        assert_eq!(grad_rgb.len(), h * w * 3, "RGB gradient length");
+        let affine = self.channel_affine();
+        for y in 0..h {
+            let dst = &mut grad_rgb[y * w * 3..(y + 1) * w * 3];
+            for (g, d) in grad_input
+                .pixel_row(y)
+                .chunks_exact(3)
+                .zip(dst.chunks_exact_mut(3))
+            {
+                for (c, &(from, scale, _)) in affine.iter().enumerate() {
+                    d[from] += g[c] * T::from_f64(scale as f64);
+                }
+            }
         }
     }
 }

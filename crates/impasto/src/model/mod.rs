@@ -5,3 +5,6 @@ mod convention;
 
 pub use arch::{Architecture, ConvSpec, Layer};
 pub use convention::InputConvention;
+mod network;
+
+pub use network::{Vgg, Workspace};

@@ -1,0 +1,348 @@
+//! 3×3, stride-1, pad-1 convolution: forward with bias and ReLU fused, and the input gradient.
+//!
+//! Layout (see `core` docs): output pixel `p` (a padded index) of kernel row `ky` reads the three
+//! input pixels starting at padded index `p − (w+3) + ky·(w+2)`, which are contiguous in NHWC:
+//! `3·Cin` values. So each kernel row is one GEMM with M = pixels, K = 3·Cin, N = Cout, whose
+//! left-hand rows overlap (row stride Cin). Outputs are computed over the padded width; the two
+//! border columns receive garbage that the fused post-pass zeroes, while the output is in cache.
+//!
+//! The input gradient is the same routine with the kernel flipped and in/out channels swapped.
+//! Weight gradients are never computed: the network is frozen.
+
+use rayon::prelude::*;
+
+use super::matmul::{matmul, View};
+use super::tensor::for_each_interior_row;
+use super::{rows_per_task, FeatureMap, Scalar};
+
+/// A 3×3 convolution with its kernels pre-arranged for the forward and the backward GEMMs.
+#[derive(Clone, Debug)]
+pub struct Conv3x3<T = f32> {
+    cin: usize,
+    cout: usize,
+    /// `[ky][kx][ci][co]`: per kernel row a `3·Cin × Cout` matrix.
+    forward_kernel: Vec<T>,
+    /// `[ky][kx][co][ci]` of the flipped kernel: per kernel row a `3·Cout × Cin` matrix.
+    backward_kernel: Vec<T>,
+    bias: Vec<T>,
+}
+
+impl<T: Scalar> Conv3x3<T> {
+    /// `weight` is `[cout, cin, 3, 3]` row-major (PyTorch's layout); `bias` is `[cout]`.
+    pub fn new(cin: usize, cout: usize, weight: &[f32], bias: &[f32]) -> Self {
+        assert_eq!(weight.len(), cout * cin * 9, "conv weight length");
+        assert_eq!(bias.len(), cout, "conv bias length");
+        let mut forward_kernel = vec![T::ZERO; 9 * cin * cout];
+        let mut backward_kernel = vec![T::ZERO; 9 * cin * cout];
+        for co in 0..cout {
+            for ci in 0..cin {
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let v = T::from_f64(weight[((co * cin + ci) * 3 + ky) * 3 + kx] as f64);
+                        forward_kernel[((ky * 3 + kx) * cin + ci) * cout + co] = v;
+                        let (fy, fx) = (2 - ky, 2 - kx);
+                        backward_kernel[((fy * 3 + fx) * cout + co) * cin + ci] = v;
+                    }
+                }
+            }
+        }
+        Conv3x3 {
+            cin,
+            cout,
+            forward_kernel,
+            backward_kernel,
+            bias: bias.iter().map(|&b| T::from_f64(b as f64)).collect(),
+        }
+    }
+
+    pub fn in_channels(&self) -> usize {
+        self.cin
+    }
+    pub fn out_channels(&self) -> usize {
+        self.cout
+    }
+
+    /// Multiply-adds ×2 for one direction at `h × w`: `2·h·w·Cin·Cout·9`.
+    pub fn flops(&self, h: usize, w: usize) -> f64 {
+        2.0 * (h * w * self.cin * self.cout * 9) as f64
+    }
+
+    /// `out = act(conv(input) + bias)`, with `act` ReLU if `relu`, else identity. If `pre_relu` is
+    /// given it receives `conv(input) + bias` (for losses on `conv{b}_{i}` layers).
+    pub fn forward(
+        &self,
+        input: &FeatureMap<T>,
+        out: &mut FeatureMap<T>,
+        relu: bool,
+        pre_relu: Option<&mut FeatureMap<T>>,
+    ) {
+        let (h, w) = (input.height(), input.width());
+        assert_eq!(input.channels(), self.cin, "conv input channels");
+        assert!(
+            out.height() == h && out.width() == w && out.channels() == self.cout,
+            "conv output shape"
+        );
+        let cout = self.cout;
+        let row_len = (w + 2) * cout;
+        let rows = rows_per_task(w + 2, cout, h + 2);
+        let bias = &self.bias;
+        let run = |t: usize, chunk: &mut [T], pre: Option<&mut [T]>| {
+            let r0 = t * rows;
+            self.gemm_rows(input.data(), h, w, true, chunk, r0, false);
+            let mut pre = pre;
+            for_each_interior_row(chunk, r0, h, w, cout, |y, px| {
+                // The pre-ReLU buffer shares the chunk's row layout; its border is never written.
+                let pre_px = pre.as_deref_mut().map(|p| {
+                    let o = (y + 1 - r0) * row_len;
+                    &mut p[o + cout..o + (w + 1) * cout]
+                });
+                bias_act(px, bias, relu, pre_px);
+            });
+        };
+        match pre_relu {
+            None => out
+                .data_mut()
+                .par_chunks_mut(rows * row_len)
+                .enumerate()
+                .for_each(|(t, chunk)| run(t, chunk, None)),
+            Some(pre) => {
+                assert!(pre.same_shape(out), "pre-ReLU buffer shape");
+                out.data_mut()
+                    .par_chunks_mut(rows * row_len)
+                    .zip(pre.data_mut().par_chunks_mut(rows * row_len))
+                    .enumerate()
+                    .for_each(|(t, (chunk, pre))| run(t, chunk, Some(pre)))
+            }
+        }
+    }
+
+    /// Input gradient: `grad_in = mask ⊙ ((accumulate ? grad_in : 0) + convᵀ(grad_out))`, where
+    /// `mask` (a ReLU output of `grad_in`'s shape) zeroes positions whose activation is not > 0.
+    /// `grad_out` is the gradient w.r.t. this convolution's output before any ReLU.
+    pub fn backward_input(
+        &self,
+        grad_out: &FeatureMap<T>,
+        grad_in: &mut FeatureMap<T>,
+        accumulate: bool,
+        mask: Option<&FeatureMap<T>>,
+    ) {
+        let (h, w) = (grad_out.height(), grad_out.width());
+        assert_eq!(grad_out.channels(), self.cout, "conv grad_out channels");
+        assert!(
+            grad_in.height() == h && grad_in.width() == w && grad_in.channels() == self.cin,
+            "conv grad_in shape"
+        );
+        if let Some(m) = mask {
+            assert!(m.same_shape(grad_in), "ReLU mask shape");
+        }
+        let cin = self.cin;
+        let row_len = (w + 2) * cin;
+        let rows = rows_per_task(w + 2, cin, h + 2);
+        grad_in
+            .data_mut()
+            .par_chunks_mut(rows * row_len)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let r0 = t * rows;
+                self.gemm_rows(grad_out.data(), h, w, false, chunk, r0, accumulate);
+                for_each_interior_row(chunk, r0, h, w, cin, |y, px| {
+                    if let Some(m) = mask {
+                        apply_mask(px, m.pixel_row(y));
+                    }
+                });
+            });
+    }
+
+    /// Computes the convolution for the padded rows `r0..` covered by `out_rows` (whole padded
+    /// rows), leaving garbage in their border columns.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm_rows(
+        &self,
+        input: &[T],
+        h: usize,
+        w: usize,
+        forward: bool,
+        out_rows: &mut [T],
+        r0: usize,
+        accumulate: bool,
+    ) {
+        let (ci, co, kernel) = if forward {
+            (self.cin, self.cout, &self.forward_kernel)
+        } else {
+            (self.cout, self.cin, &self.backward_kernel)
+        };
+        let pw = w + 2;
+        let r1 = r0 + out_rows.len() / (pw * co);
+        // First interior pixel (1, 1) to last interior pixel (h, w), padded indices.
+        let p_start = (r0 * pw).max(pw + 1);
+        let p_end = (r1 * pw).min(h * pw + w + 1);
+        if p_start >= p_end {
+            return;
+        }
+        let m = p_end - p_start;
+        let k = 3 * ci;
+        for ky in 0..3 {
+            matmul(
+                m,
+                co,
+                k,
+                out_rows,
+                View::new((p_start - r0 * pw) * co, co, 1),
+                input,
+                View::new((p_start - pw - 1 + ky * pw) * ci, ci, 1),
+                kernel,
+                View::new(ky * k * co, co, 1),
+                accumulate || ky > 0,
+                T::ONE,
+                false,
+            );
+        }
+    }
+}
+
+fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool, pre: Option<&mut [T]>) {
+    let c = bias.len();
+    match pre {
+        Some(pre) => {
+            for (p, q) in px.chunks_exact_mut(c).zip(pre.chunks_exact_mut(c)) {
+                for ((v, s), &b) in p.iter_mut().zip(q.iter_mut()).zip(bias) {
+                    *s = *v + b;
+                    *v = if relu && !(*s > T::ZERO) { T::ZERO } else { *s };
+                }
+            }
+        }
+        None if relu => {
+            for p in px.chunks_exact_mut(c) {
+                for (v, &b) in p.iter_mut().zip(bias) {
+                    let s = *v + b;
+                    *v = if s > T::ZERO { s } else { T::ZERO };
+                }
+            }
+        }
+        None => {
+            for p in px.chunks_exact_mut(c) {
+                for (v, &b) in p.iter_mut().zip(bias) {
+                    *v += b;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn apply_mask<T: Scalar>(grad: &mut [T], activation: &[T]) {
+    for (g, &a) in grad.iter_mut().zip(activation) {
+        if !(a > T::ZERO) {
+            *g = T::ZERO;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::testutil::{dot, naive_conv, on_three_threads, Rng};
+
+    fn random_conv(rng: &mut Rng, cin: usize, cout: usize) -> (Vec<f32>, Vec<f32>) {
+        let w = rng
+            .vec(cout * cin * 9, 0.5)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let b = rng.vec(cout, 0.5).iter().map(|&v| v as f32).collect();
+        (w, b)
+    }
+
+    #[test]
+    fn forward_matches_direct_convolution_at_odd_sizes() {
+        on_three_threads(|| {
+            let mut rng = Rng::new(1);
+            for &(cin, cout, h, w) in &[(3, 5, 7, 9), (4, 3, 1, 1), (2, 6, 13, 5), (5, 4, 2, 11)] {
+                let (wt, b) = random_conv(&mut rng, cin, cout);
+                let conv = Conv3x3::<f64>::new(cin, cout, &wt, &b);
+                let x: FeatureMap<f64> = rng.map(h, w, cin);
+                let want = naive_conv(&x.to_nchw(), cin, h, w, &wt, &b, cout);
+                let mut out = FeatureMap::zeros(h, w, cout);
+                let mut pre = FeatureMap::zeros(h, w, cout);
+                conv.forward(&x, &mut out, true, Some(&mut pre));
+                assert!(out.border_is_zero() && pre.border_is_zero());
+                for (i, (&got, &want)) in pre.to_nchw().iter().zip(&want).enumerate() {
+                    assert!((got - want).abs() < 1e-12, "pre {i}: {got} vs {want}");
+                }
+                for (&got, &want) in out.to_nchw().iter().zip(&want) {
+                    assert!((got - want.max(0.0)).abs() < 1e-12);
+                }
+                let mut linear = FeatureMap::zeros(h, w, cout);
+                conv.forward(&x, &mut linear, false, None);
+                assert_eq!(linear, pre);
+            }
+        });
+    }
+
+    #[test]
+    fn input_gradient_is_the_adjoint_of_the_forward() {
+        // <conv(x), y> = <x, convᵀ(y)> for the linear part (zero bias, no ReLU).
+        on_three_threads(|| {
+            let mut rng = Rng::new(2);
+            for &(cin, cout, h, w) in &[(3, 5, 7, 9), (6, 2, 10, 3), (4, 4, 1, 2)] {
+                let (wt, _) = random_conv(&mut rng, cin, cout);
+                let conv = Conv3x3::<f64>::new(cin, cout, &wt, &vec![0.0; cout]);
+                let x: FeatureMap<f64> = rng.map(h, w, cin);
+                let y: FeatureMap<f64> = rng.map(h, w, cout);
+                let mut cx = FeatureMap::zeros(h, w, cout);
+                conv.forward(&x, &mut cx, false, None);
+                let mut cty = FeatureMap::zeros(h, w, cin);
+                conv.backward_input(&y, &mut cty, false, None);
+                assert!(cty.border_is_zero());
+                let (a, b) = (dot(&cx, &y), dot(&x, &cty));
+                assert!((a - b).abs() < 1e-10 * a.abs().max(1.0), "{a} vs {b}");
+            }
+        });
+    }
+
+    #[test]
+    fn backward_accumulates_then_masks() {
+        let mut rng = Rng::new(3);
+        let (cin, cout, h, w) = (3, 4, 6, 5);
+        let (wt, _) = random_conv(&mut rng, cin, cout);
+        let conv = Conv3x3::<f64>::new(cin, cout, &wt, &vec![0.0; cout]);
+        let y: FeatureMap<f64> = rng.map(h, w, cout);
+        let prior: FeatureMap<f64> = rng.map(h, w, cin);
+        let mask: FeatureMap<f64> = rng.map(h, w, cin);
+        let mut plain = FeatureMap::zeros(h, w, cin);
+        conv.backward_input(&y, &mut plain, false, None);
+        let mut got = prior.clone();
+        conv.backward_input(&y, &mut got, true, Some(&mask));
+        for ((g, p), (q, m)) in got
+            .interior()
+            .zip(plain.interior())
+            .zip(prior.interior().zip(mask.interior()))
+        {
+            let want = if m > 0.0 { p + q } else { 0.0 };
+            assert!((g - want).abs() < 1e-12);
+        }
+        assert!(got.border_is_zero());
+    }
+
+    #[test]
+    fn f32_forward_tracks_f64() {
+        let mut rng = Rng::new(4);
+        let (cin, cout, h, w) = (64, 32, 12, 10);
+        let (wt, b) = random_conv(&mut rng, cin, cout);
+        let x64: FeatureMap<f64> = rng.map(h, w, cin);
+        let mut o64 = FeatureMap::zeros(h, w, cout);
+        Conv3x3::<f64>::new(cin, cout, &wt, &b).forward(&x64, &mut o64, false, None);
+        let mut o32 = FeatureMap::<f32>::zeros(h, w, cout);
+        Conv3x3::<f32>::new(cin, cout, &wt, &b).forward(&x64.convert(), &mut o32, false, None);
+        let err: f64 = o64
+            .interior()
+            .zip(o32.interior())
+            .map(|(a, b)| (a - b as f64).powi(2))
+            .sum();
+        let norm: f64 = o64.interior().map(|a| a * a).sum();
+        assert!(
+            (err / norm).sqrt() < 1e-6,
+            "relative error {}",
+            (err / norm).sqrt()
+        );
+    }
+}
