@@ -1,5 +1,7 @@
 //! VGG weights: the in-memory form every loader produces, and the loaders.
 
+pub mod pickle;
+
 use std::path::Path;
 
 use crate::model::{Architecture, InputConvention};
@@ -58,7 +60,10 @@ impl VggWeights {
                 ));
             }
             if conv.weight.iter().chain(&conv.bias).any(|v| !v.is_finite()) {
-                return Err(Error::weights(path, format!("{}: non-finite values", spec.name())));
+                return Err(Error::weights(
+                    path,
+                    format!("{}: non-finite values", spec.name()),
+                ));
             }
         }
         Ok(())
