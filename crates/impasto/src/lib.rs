@@ -9,6 +9,7 @@
 //!   forward and backward up to the deepest layer any loss needs.
 //! - [`loss`]: content, style (Gram) and total-variation losses with exact gradients.
 
+pub mod bench;
 pub mod core;
 pub mod error;
 pub mod loss;
