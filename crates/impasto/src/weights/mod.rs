@@ -149,6 +149,12 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
     if torch::is_legacy(head) {
         return Ok(FileFormat::TorchLegacy);
     }
+    if head.len() < 14 && torch::LEGACY_SIGNATURE.starts_with(head) {
+        return Err(bad(format!(
+            "truncated: only {} bytes of a legacy PyTorch checkpoint",
+            head.len()
+        )));
+    }
     if n >= 9 && head[8] == b'{' {
         let header_len = u64::from_le_bytes([
             head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
@@ -162,24 +168,27 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
         )));
     }
     let what = if head.starts_with(b"\x89PNG") {
-        "a PNG image".to_string()
+        "this is a PNG image".to_string()
     } else if head.starts_with(b"\xff\xd8\xff") {
-        "a JPEG image".to_string()
+        "this is a JPEG image".to_string()
     } else if head.starts_with(b"\x89HDF") {
-        "an HDF5 file (Keras .h5 weights are not supported)".to_string()
+        "this is an HDF5 file (Keras .h5 weights are not supported)".to_string()
     } else if head.starts_with(b"\x1f\x8b") {
-        "gzip-compressed data".to_string()
+        "this is gzip-compressed data".to_string()
     } else if head[0] == 0x80 {
-        "a Python pickle that is not a PyTorch checkpoint".to_string()
+        "this is a Python pickle that is not a PyTorch checkpoint".to_string()
     } else if std::str::from_utf8(head)
         .is_ok_and(|t| t.chars().all(|c| !c.is_control() || c.is_whitespace()))
     {
-        "a text file".to_string()
+        "this is a text file".to_string()
     } else {
         let hex: Vec<String> = head.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("of unknown format (starts with {})", hex.join(" "))
+        format!(
+            "this file has an unknown format (starts with {})",
+            hex.join(" ")
+        )
     };
-    Err(bad(format!("this is {what}, not VGG weights; {ACCEPTED}")))
+    Err(bad(format!("{what}, not VGG weights; {ACCEPTED}")))
 }
 
 /// Loads VGG weights from any accepted file (see the module documentation).

@@ -290,12 +290,18 @@ fn parse_metadata(
             "metadata format is `{format}`, expected `{FORMAT}`"
         ));
     }
-    let architecture: Architecture = field("architecture")?
+    let architecture = field("architecture")?;
+    let architecture: Architecture = architecture
         .parse()
-        .map_err(|e: Error| format!("metadata: {e}"))?;
-    let convention: InputConvention = field("input_convention")?
-        .parse()
-        .map_err(|e: Error| format!("metadata: {e}"))?;
+        .map_err(|_| format!("metadata architecture `{architecture}` is not vgg16 or vgg19"))?;
+    let convention = field("input_convention")?;
+    let convention: InputConvention = convention.parse().map_err(|_| {
+        format!(
+            "metadata input_convention `{convention}` is not {} or {}",
+            InputConvention::CaffeBgr,
+            InputConvention::TorchvisionRgb
+        )
+    })?;
     let source = field("source")?.to_string();
     let source_sha256 = field("source_sha256")?.to_string();
     if source_sha256.len() != 64 || !source_sha256.bytes().all(|c| c.is_ascii_hexdigit()) {

@@ -27,10 +27,15 @@ pub const LEGACY_PROTOCOL_VERSION: i64 = 1001;
 /// Largest `data.pkl` accepted from a zip checkpoint.
 const MAX_PICKLE_BYTES: u64 = 256 << 20;
 
+/// The first 14 bytes of every legacy-format checkpoint: `PROTO 2`, `LONG1` of 10 bytes, the magic.
+pub const LEGACY_SIGNATURE: [u8; 14] = [
+    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
+];
+
 /// Whether `head` (the first bytes of a file) starts a legacy-format checkpoint: a protocol-2
 /// pickle of the magic number.
 pub fn is_legacy(head: &[u8]) -> bool {
-    head.len() >= 14 && head[..4] == [0x80, 0x02, 0x8a, 0x0a] && head[4..14] == LEGACY_MAGIC
+    head.starts_with(&LEGACY_SIGNATURE)
 }
 
 /// Element type of a storage.
