@@ -159,7 +159,7 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
         let header_len = u64::from_le_bytes([
             head[0], head[1], head[2], head[3], head[4], head[5], head[6], head[7],
         ]);
-        if header_len <= len - 8 {
+        if header_len <= len.saturating_sub(8) {
             return Ok(FileFormat::Safetensors);
         }
         return Err(bad(format!(

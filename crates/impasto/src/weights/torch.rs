@@ -64,6 +64,11 @@ impl DType {
         }
     }
 
+    /// Whether [`Tensor::to_f32`] converts this dtype.
+    pub fn is_float(self) -> bool {
+        matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16)
+    }
+
     /// PyTorch's name, e.g. `float32`.
     pub fn name(self) -> &'static str {
         match self {
@@ -395,6 +400,19 @@ impl Checkpoint {
                     info.dtype
                 )));
             }
+            // Deflate cannot expand more than ~1032:1; a larger claim is a corrupt directory.
+            if entry.size()
+                > entry
+                    .compressed_size()
+                    .saturating_mul(1032)
+                    .saturating_add(1024)
+            {
+                return Err(bad(format!(
+                    "storage `{key}`: {name} claims {} bytes from {} compressed (corrupt)",
+                    entry.size(),
+                    entry.compressed_size()
+                )));
+            }
         }
         Ok(Checkpoint {
             path: path.to_path_buf(),
@@ -508,7 +526,7 @@ pub(crate) fn read_entry(
     // The declared size may lie: reserve a bounded amount and let the real data decide.
     let mut out = Vec::with_capacity(size.min(64 << 20) as usize);
     entry
-        .take(max + 1)
+        .take(max.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| bad(format!("{name}: {e}")))?;
     if out.len() as u64 != size {
@@ -801,6 +819,31 @@ mod tests {
         assert!(e.contains("overflows"), "{e}");
         let e = tensor_info(&rebuild(24, -1, &[2], &[1])).unwrap_err();
         assert!(e.contains("negative storage offset"), "{e}");
+    }
+
+    #[test]
+    fn legacy_storage_views_offset_into_the_root_storage() {
+        let mut args = rebuild(100, 2, &[5], &[1]);
+        if let Value::PersistentId(pid) = &mut args[0] {
+            if let Value::Tuple(t) = pid.as_mut() {
+                t.push(Value::Tuple(vec![
+                    s("view"),
+                    Value::Int(40),
+                    Value::Int(10),
+                ]));
+            }
+        }
+        let (info, storage) = tensor_info(&args).unwrap();
+        assert_eq!((info.offset, info.numel, storage.numel), (42, 5, 100));
+        // The tensor must fit in the view, and the view in the storage.
+        args[1] = Value::Int(6);
+        assert!(tensor_info(&args).unwrap_err().contains("outside storage"));
+        if let Value::PersistentId(pid) = &mut args[0] {
+            if let Value::Tuple(t) = pid.as_mut() {
+                t[5] = Value::Tuple(vec![s("view"), Value::Int(95), Value::Int(10)]);
+            }
+        }
+        assert!(tensor_info(&args).unwrap_err().contains("exceeds storage"));
     }
 
     #[test]

@@ -78,33 +78,27 @@ pub fn from_checkpoint(
         let (out_c, in_c) = (spec.out_channels, spec.in_channels);
         let wname = format!("{prefix}{}.weight", spec.torchvision_index);
         let bname = format!("{prefix}{}.bias", spec.torchvision_index);
-        if !ckpt.contains(&bname) {
-            return Err(bad(format!("missing tensor `{bname}` ({})", spec.name())));
+        // Shapes and dtypes are checked before any data is read.
+        for (name, shape) in [(&wname, vec![out_c, in_c, 3, 3]), (&bname, vec![out_c])] {
+            let info = ckpt
+                .info(name)
+                .ok_or_else(|| bad(format!("missing tensor `{name}` ({})", spec.name())))?;
+            if info.shape != shape || !info.dtype.is_float() {
+                return Err(bad(format!(
+                    "{name} ({}) is {} {:?}, expected float {shape:?}",
+                    spec.name(),
+                    info.dtype,
+                    info.shape
+                )));
+            }
         }
-        let w = ckpt.read(&wname)?;
-        let b = ckpt.read(&bname)?;
-        let weight = match (w.shape == [out_c, in_c, 3, 3], w.to_f32()) {
-            (true, Some(v)) => v,
-            _ => {
-                return Err(bad(format!(
-                    "{wname} ({}) is {} {:?}, expected float [{out_c}, {in_c}, 3, 3]",
-                    spec.name(),
-                    w.dtype,
-                    w.shape
-                )))
-            }
+        let read = |ckpt: &mut Checkpoint, name: &str| -> Result<Vec<f32>> {
+            let t = ckpt.read(name)?;
+            t.to_f32()
+                .ok_or_else(|| bad(format!("{name} is {}, expected float", t.dtype)))
         };
-        let bias = match (b.shape == [out_c], b.to_f32()) {
-            (true, Some(v)) => v,
-            _ => {
-                return Err(bad(format!(
-                    "{bname} ({}) is {} {:?}, expected float [{out_c}]",
-                    spec.name(),
-                    b.dtype,
-                    b.shape
-                )))
-            }
-        };
+        let weight = read(ckpt, &wname)?;
+        let bias = read(ckpt, &bname)?;
         convs.push(ConvParams { weight, bias });
     }
     let source = path
