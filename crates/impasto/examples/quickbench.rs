@@ -1,30 +1,14 @@
 //! Development bench on random weights: `cargo run --release --example quickbench -- 512`.
-use impasto::bench::{run, BenchConfig};
-use impasto::core::{Conv3x3, Pooling};
-use impasto::model::{Architecture, InputConvention, Vgg};
+use impasto::bench::{random_weights, run, BenchConfig};
+use impasto::core::Pooling;
+use impasto::model::{Architecture, Vgg};
 
 fn main() {
     let size: usize = std::env::args()
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    let arch = Architecture::Vgg19;
-    let convs = arch
-        .conv_specs()
-        .iter()
-        .map(|s| {
-            let w: Vec<f32> = (0..s.weight_len())
-                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-4)
-                .collect();
-            Conv3x3::new(
-                s.in_channels,
-                s.out_channels,
-                &w,
-                &vec![0.01; s.out_channels],
-            )
-        })
-        .collect();
-    let net = Vgg::from_convs(arch, InputConvention::CaffeBgr, Pooling::Avg, convs).unwrap();
+    let net: Vgg = Vgg::new(&random_weights(Architecture::Vgg19, 0), Pooling::Avg);
     let r = run(
         &net,
         &BenchConfig {

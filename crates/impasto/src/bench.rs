@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use crate::core::FeatureMap;
 use crate::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
-use crate::model::{Layer, Vgg};
+use crate::model::{Architecture, InputConvention, Layer, Vgg};
+use crate::weights::{ConvParams, VggWeights};
 use crate::{Error, Result};
 
 /// The paper's layers: content relu4_2, style relu1_1 … relu5_1.
@@ -58,6 +59,37 @@ fn timing(mut samples: Vec<f64>) -> Timing {
     Timing {
         min: samples[0],
         median: samples[samples.len() / 2],
+    }
+}
+
+/// He-initialised random weights (uniform, deterministic): for timing when none are installed.
+pub fn random_weights(architecture: Architecture, seed: u64) -> VggWeights {
+    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let convs = architecture
+        .conv_specs()
+        .iter()
+        .map(|s| {
+            let bound = (6.0 / (9.0 * s.in_channels as f64)).sqrt();
+            ConvParams {
+                weight: (0..s.weight_len())
+                    .map(|_| (uniform() * bound) as f32)
+                    .collect(),
+                bias: vec![0.0; s.out_channels],
+            }
+        })
+        .collect();
+    VggWeights {
+        architecture,
+        convention: InputConvention::CaffeBgr,
+        convs,
+        source: format!("random (seed {seed})"),
+        source_sha256: String::new(),
     }
 }
 

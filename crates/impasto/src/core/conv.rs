@@ -207,7 +207,7 @@ fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool, pre: Option<&mut [T
             for (p, q) in px.chunks_exact_mut(c).zip(pre.chunks_exact_mut(c)) {
                 for ((v, s), &b) in p.iter_mut().zip(q.iter_mut()).zip(bias) {
                     *s = *v + b;
-                    *v = if relu && !(*s > T::ZERO) { T::ZERO } else { *s };
+                    *v = if relu && *s <= T::ZERO { T::ZERO } else { *s };
                 }
             }
         }
@@ -231,7 +231,7 @@ fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool, pre: Option<&mut [T
 
 pub(crate) fn apply_mask<T: Scalar>(grad: &mut [T], activation: &[T]) {
     for (g, &a) in grad.iter_mut().zip(activation) {
-        if !(a > T::ZERO) {
+        if a <= T::ZERO {
             *g = T::ZERO;
         }
     }

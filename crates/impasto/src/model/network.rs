@@ -7,6 +7,10 @@ use crate::{Error, Result};
 
 use super::{Architecture, InputConvention, Layer};
 
+/// Called by [`Vgg::backward`] at each tapped layer with the layer's output and the gradient
+/// buffer for it, into which the losses add their gradient.
+pub type LossGradients<'a, T> = dyn FnMut(Layer, &FeatureMap<T>, &mut FeatureMap<T>) + 'a;
+
 /// Frozen VGG convolutions plus the choice of pooling.
 #[derive(Clone, Debug)]
 pub struct Vgg<T = f32> {
@@ -253,7 +257,7 @@ impl<T: Scalar> Vgg<T> {
     pub fn backward<'w>(
         &self,
         ws: &'w mut Workspace<T>,
-        add_grad: &mut dyn FnMut(Layer, &FeatureMap<T>, &mut FeatureMap<T>),
+        add_grad: &mut LossGradients<'_, T>,
     ) -> &'w FeatureMap<T> {
         let Workspace {
             plan,

@@ -1,0 +1,88 @@
+use anyhow::Context;
+use impasto::bench::{self, BenchConfig};
+use impasto::core::Pooling;
+use impasto::model::{Architecture, Vgg};
+use impasto::weights;
+
+use crate::cli::{BenchArgs, Model, PoolingArg};
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.threads.unwrap_or(0) as usize)
+        .build()
+        .context("starting worker threads")?;
+    pool.install(|| run_on_pool(args))
+}
+
+fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
+    let arch = architecture(args.model);
+    let pooling = match args.pooling {
+        PoolingArg::Avg => Pooling::Avg,
+        PoolingArg::Max => Pooling::Max,
+    };
+    let (weights, origin) = match &args.weights {
+        Some(path) => (weights::load(path)?, path.display().to_string()),
+        None => {
+            let path = weights::default_weights_path(arch)?;
+            if path.exists() {
+                (weights::load(&path)?, path.display().to_string())
+            } else {
+                (
+                    bench::random_weights(arch, 0),
+                    "random (none installed)".to_string(),
+                )
+            }
+        }
+    };
+    if weights.architecture != arch {
+        anyhow::bail!(
+            "--model {arch} but the weights are {} (pass --model {})",
+            weights.architecture,
+            weights.architecture
+        );
+    }
+    let net: Vgg = Vgg::new(&weights, pooling);
+    let config = BenchConfig {
+        size: args.size as usize,
+        iterations: args.iterations as usize,
+        warmup: 1,
+    };
+    let r = bench::run(&net, &config)?;
+    let gf = r.forward_flops / 1e9;
+    println!("impasto bench: {arch} to relu5_1, {pooling} pooling, content relu4_2, style relu1_1..relu5_1");
+    println!("weights: {origin}");
+    println!(
+        "size {0}x{0}, {1} threads, {2} timed iterations; conv work {3:.1} GFLOP forward, {4:.1} GFLOP forward+backward",
+        r.size,
+        r.threads,
+        config.iterations,
+        gf,
+        2.0 * gf
+    );
+    println!(
+        "forward          {:8.3} s/iter (median {:.3})  {:7.1} GFLOP/s",
+        r.forward_s.min,
+        r.forward_s.median,
+        r.forward_gflops()
+    );
+    println!(
+        "forward+backward {:8.3} s/iter (median {:.3})  {:7.1} GFLOP/s",
+        r.iteration_s.min,
+        r.iteration_s.median,
+        r.iteration_gflops()
+    );
+    let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("workspace        {:8.1} MiB", mb(r.workspace_bytes as u64));
+    match r.peak_rss_bytes {
+        Some(p) => println!("peak memory      {:8.1} MiB (process peak RSS)", mb(p)),
+        None => println!("peak memory      unknown on this OS"),
+    }
+    Ok(())
+}
+
+fn architecture(model: Model) -> Architecture {
+    match model {
+        Model::Vgg16 => Architecture::Vgg16,
+        Model::Vgg19 => Architecture::Vgg19,
+    }
+}
