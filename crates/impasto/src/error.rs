@@ -7,12 +7,12 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Reading or writing a file failed at the operating-system level.
-    #[error("{}: {source}", path.display())]
+    /// Reading or writing a file failed at the operating-system level. The message already
+    /// includes the OS error, so it is not repeated as a `source()`.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     /// A weights file is corrupt, truncated, of a foreign format, or does not fit the network.
@@ -41,10 +41,10 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl AsRef<Path>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
-            source,
+            error,
         }
     }
 

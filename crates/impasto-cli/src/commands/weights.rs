@@ -1,4 +1,3 @@
-use anyhow::Context;
 use impasto::weights;
 
 use crate::cli::WeightsCommand;
@@ -13,8 +12,7 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
             println!("{}", path.display());
         }
         WeightsCommand::Import { path, name } => {
-            let stored = weights::import(&path, name.as_deref())
-                .with_context(|| format!("importing {}", path.display()))?;
+            let stored = weights::import(&path, name.as_deref())?;
             println!("{}", stored.display());
         }
         WeightsCommand::List => {

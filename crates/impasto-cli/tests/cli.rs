@@ -1,0 +1,129 @@
+//! The `impasto` binary as a user runs it: exit status 0 done, 2 usage error, 1 other error, and
+//! a message that names the problem. Every run gets its own empty IMPASTO_HOME.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn shared() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+fn impasto(home: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_impasto"))
+        .args(args)
+        .env("IMPASTO_HOME", home)
+        .env_remove("IMPASTO_LOG")
+        .output()
+        .expect("running impasto")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn import_then_list_a_torchvision_checkpoint() {
+    let home = tempfile::tempdir().unwrap();
+    let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
+    let o = impasto(home.path(), &["weights", "import", pth.to_str().unwrap(), "--name", "tv16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stored = PathBuf::from(stdout(&o).trim());
+    assert!(stored.starts_with(home.path()) && stored.is_file(), "{stored:?}");
+    let o = impasto(home.path(), &["weights", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&o);
+    assert!(list.contains("tv16") && list.contains("vgg16") && list.contains("torchvision-rgb-01"), "{list}");
+}
+
+#[test]
+fn list_on_an_empty_cache_says_how_to_fetch() {
+    let home = tempfile::tempdir().unwrap();
+    let o = impasto(home.path(), &["weights", "list"]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("impasto weights fetch"), "{}", stdout(&o));
+}
+
+#[test]
+fn importing_bad_files_fails_with_a_clear_message() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.pth");
+    let text = dir.path().join("notes.pth");
+    std::fs::write(&text, "these are not weights\n").unwrap();
+    let truncated = dir.path().join("cut.pth");
+    let full = std::fs::read(shared().join("reference/vgg16_torchvision_format_random.pth")).unwrap();
+    std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
+    for (file, needle) in [
+        (&missing, "nope.pth"),
+        (&text, "notes.pth"),
+        (&truncated, "cut.pth"),
+    ] {
+        let o = impasto(home.path(), &["weights", "import", file.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(1), "{file:?}: {}", stderr(&o));
+        let msg = stderr(&o);
+        assert!(msg.starts_with("error: ") && msg.contains(needle), "{msg}");
+        assert!(!msg.contains("panicked"), "{msg}");
+    }
+    let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
+    let o = impasto(home.path(), &["weights", "import", pth.to_str().unwrap(), "--name", "../escape"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("../escape"), "{}", stderr(&o));
+}
+
+#[test]
+fn fetch_without_pip_explains_the_alternatives() {
+    let home = tempfile::tempdir().unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_impasto"))
+        .args(["weights", "fetch"])
+        .env("IMPASTO_HOME", home.path())
+        .env("IMPASTO_PYTHON", home.path().join("no-such-python"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let msg = stderr(&o);
+    assert!(msg.contains("no-such-python") && msg.contains("impasto weights import"), "{msg}");
+}
+
+#[test]
+fn usage_errors_exit_with_2() {
+    let home = tempfile::tempdir().unwrap();
+    for args in [
+        &["bench", "--size", "0"][..],
+        &["bench", "--size", "abc"],
+        &["bench", "--model", "resnet50"],
+        &["weights", "import"],
+        &["transmogrify"],
+    ] {
+        let o = impasto(home.path(), args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn bench_runs_on_random_weights_when_none_are_installed() {
+    let home = tempfile::tempdir().unwrap();
+    let o = impasto(home.path(), &["bench", "--size", "32", "--iterations", "1", "--threads", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for needle in ["random", "forward+backward", "GFLOP/s", "peak memory", "32x32", "1 threads"] {
+        assert!(out.contains(needle), "missing {needle:?} in\n{out}");
+    }
+}
+
+#[test]
+fn bench_refuses_weights_of_another_model_and_corrupt_files() {
+    let home = tempfile::tempdir().unwrap();
+    let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
+    let o = impasto(home.path(), &["bench", "--size", "32", "--weights", pth.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--model vgg16"), "{}", stderr(&o));
+    let bad = home.path().join("bad.safetensors");
+    std::fs::write(&bad, [8u8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}']).unwrap();
+    let o = impasto(home.path(), &["bench", "--size", "32", "--weights", bad.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("bad.safetensors"), "{}", stderr(&o));
+}
