@@ -29,14 +29,23 @@ fn stdout(o: &Output) -> String {
 fn import_then_list_a_torchvision_checkpoint() {
     let home = tempfile::tempdir().unwrap();
     let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
-    let o = impasto(home.path(), &["weights", "import", pth.to_str().unwrap(), "--name", "tv16"]);
+    let o = impasto(
+        home.path(),
+        &["weights", "import", pth.to_str().unwrap(), "--name", "tv16"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let stored = PathBuf::from(stdout(&o).trim());
-    assert!(stored.starts_with(home.path()) && stored.is_file(), "{stored:?}");
+    assert!(
+        stored.starts_with(home.path()) && stored.is_file(),
+        "{stored:?}"
+    );
     let o = impasto(home.path(), &["weights", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let list = stdout(&o);
-    assert!(list.contains("tv16") && list.contains("vgg16") && list.contains("torchvision-rgb-01"), "{list}");
+    assert!(
+        list.contains("tv16") && list.contains("vgg16") && list.contains("torchvision-rgb-01"),
+        "{list}"
+    );
 }
 
 #[test]
@@ -44,7 +53,11 @@ fn list_on_an_empty_cache_says_how_to_fetch() {
     let home = tempfile::tempdir().unwrap();
     let o = impasto(home.path(), &["weights", "list"]);
     assert!(o.status.success());
-    assert!(stdout(&o).contains("impasto weights fetch"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("impasto weights fetch"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -55,7 +68,8 @@ fn importing_bad_files_fails_with_a_clear_message() {
     let text = dir.path().join("notes.pth");
     std::fs::write(&text, "these are not weights\n").unwrap();
     let truncated = dir.path().join("cut.pth");
-    let full = std::fs::read(shared().join("reference/vgg16_torchvision_format_random.pth")).unwrap();
+    let full =
+        std::fs::read(shared().join("reference/vgg16_torchvision_format_random.pth")).unwrap();
     std::fs::write(&truncated, &full[..full.len() / 2]).unwrap();
     for (file, needle) in [
         (&missing, "nope.pth"),
@@ -69,7 +83,16 @@ fn importing_bad_files_fails_with_a_clear_message() {
         assert!(!msg.contains("panicked"), "{msg}");
     }
     let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
-    let o = impasto(home.path(), &["weights", "import", pth.to_str().unwrap(), "--name", "../escape"]);
+    let o = impasto(
+        home.path(),
+        &[
+            "weights",
+            "import",
+            pth.to_str().unwrap(),
+            "--name",
+            "../escape",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("../escape"), "{}", stderr(&o));
 }
@@ -85,7 +108,10 @@ fn fetch_without_pip_explains_the_alternatives() {
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
     let msg = stderr(&o);
-    assert!(msg.contains("no-such-python") && msg.contains("impasto weights import"), "{msg}");
+    assert!(
+        msg.contains("no-such-python") && msg.contains("impasto weights import"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -106,10 +132,28 @@ fn usage_errors_exit_with_2() {
 #[test]
 fn bench_runs_on_random_weights_when_none_are_installed() {
     let home = tempfile::tempdir().unwrap();
-    let o = impasto(home.path(), &["bench", "--size", "32", "--iterations", "1", "--threads", "1"]);
+    let o = impasto(
+        home.path(),
+        &[
+            "bench",
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+            "--threads",
+            "1",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for needle in ["random", "forward+backward", "GFLOP/s", "peak memory", "32x32", "1 threads"] {
+    for needle in [
+        "random",
+        "forward+backward",
+        "GFLOP/s",
+        "peak memory",
+        "32x32",
+        "1 threads",
+    ] {
         assert!(out.contains(needle), "missing {needle:?} in\n{out}");
     }
 }
@@ -118,12 +162,18 @@ fn bench_runs_on_random_weights_when_none_are_installed() {
 fn bench_refuses_weights_of_another_model_and_corrupt_files() {
     let home = tempfile::tempdir().unwrap();
     let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
-    let o = impasto(home.path(), &["bench", "--size", "32", "--weights", pth.to_str().unwrap()]);
+    let o = impasto(
+        home.path(),
+        &["bench", "--size", "32", "--weights", pth.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("--model vgg16"), "{}", stderr(&o));
     let bad = home.path().join("bad.safetensors");
     std::fs::write(&bad, [8u8, 0, 0, 0, 0, 0, 0, 0, b'{', b'}']).unwrap();
-    let o = impasto(home.path(), &["bench", "--size", "32", "--weights", bad.to_str().unwrap()]);
+    let o = impasto(
+        home.path(),
+        &["bench", "--size", "32", "--weights", bad.to_str().unwrap()],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.safetensors"), "{}", stderr(&o));
 }

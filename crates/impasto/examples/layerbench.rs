@@ -1,7 +1,8 @@
-//! Per-layer timings of the convolution kernels: `cargo run --release --example layerbench -- 512`.
+//! Per-layer timings of the convolution kernels:
+//! `cargo run --release --example layerbench -- 512 [direct|f2|f4]`.
 use std::time::Instant;
 
-use impasto::core::{Conv3x3, FeatureMap};
+use impasto::core::{Conv3x3, ConvAlgorithm, FeatureMap, WinogradTile};
 use impasto::model::Architecture;
 
 fn best<F: FnMut()>(mut f: F, n: usize) -> f64 {
@@ -16,22 +17,22 @@ fn best<F: FnMut()>(mut f: F, n: usize) -> f64 {
 }
 
 fn main() {
-    let size: usize = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(256);
+    let args: Vec<String> = std::env::args().collect();
+    let size: usize = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(256);
+    let alg = match args.get(2).map(String::as_str) {
+        Some("f2") => ConvAlgorithm::Winograd(WinogradTile::F2),
+        Some("f4") => ConvAlgorithm::Winograd(WinogradTile::F4),
+        _ => ConvAlgorithm::Direct,
+    };
+    println!("{alg:?}");
     let (mut tf, mut tb, mut fl) = (0.0, 0.0, 0.0);
     for s in Architecture::Vgg19.conv_specs().iter().take(13) {
         let hw = size >> (s.block - 1);
         let w: Vec<f32> = (0..s.weight_len())
             .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 1e-4)
             .collect();
-        let conv = Conv3x3::<f32>::new(
-            s.in_channels,
-            s.out_channels,
-            &w,
-            &vec![0.01; s.out_channels],
-        );
+        let bias = vec![0.01; s.out_channels];
+        let conv = Conv3x3::<f32>::with_algorithm(s.in_channels, s.out_channels, &w, &bias, alg);
         let mut x = FeatureMap::zeros(hw, hw, s.in_channels);
         x.fill(1.0);
         let mut y = FeatureMap::zeros(hw, hw, s.out_channels);
@@ -39,8 +40,11 @@ fn main() {
         let mut gx = FeatureMap::zeros(hw, hw, s.in_channels);
         let b = best(|| conv.backward_input(&y, &mut gx, false, Some(&x)), 3);
         let flops = conv.flops(hw, hw);
-        println!("conv{}_{} {:4}x{:<4} {:3}->{:3}: fwd {:7.2} ms {:6.1} GF/s   bwd {:7.2} ms {:6.1} GF/s",
-            s.block, s.index, hw, hw, s.in_channels, s.out_channels, f * 1e3, flops / f / 1e9, b * 1e3, flops / b / 1e9);
+        println!(
+            "conv{}_{} {:4}x{:<4} {:3}->{:3}: fwd {:7.2} ms {:6.1} GF/s   bwd {:7.2} ms {:6.1} GF/s",
+            s.block, s.index, hw, hw, s.in_channels, s.out_channels,
+            f * 1e3, flops / f / 1e9, b * 1e3, flops / b / 1e9
+        );
         tf += f;
         tb += b;
         fl += flops;
@@ -52,35 +56,4 @@ fn main() {
         tb * 1e3,
         fl / tb / 1e9
     );
-    // Ceiling: a large square GEMM through the same crate.
-    let n = 2048;
-    let a = vec![1.0f32; n * n];
-    let mut c = vec![0.0f32; n * n];
-    let t = best(
-        || unsafe {
-            gemm::gemm(
-                n,
-                n,
-                n,
-                c.as_mut_ptr(),
-                1,
-                n as isize,
-                false,
-                a.as_ptr(),
-                1,
-                n as isize,
-                a.as_ptr(),
-                1,
-                n as isize,
-                1.0,
-                1.0,
-                false,
-                false,
-                false,
-                gemm::Parallelism::Rayon(0),
-            )
-        },
-        3,
-    );
-    println!("gemm {n}^3: {:.1} GF/s", 2.0 * (n as f64).powi(3) / t / 1e9);
 }

@@ -1,7 +1,7 @@
 use anyhow::Context;
 use impasto::bench::{self, BenchConfig};
 use impasto::core::Pooling;
-use impasto::model::{Architecture, Vgg};
+use impasto::model::{AlgorithmPolicy, Architecture, Vgg, VggOptions};
 use impasto::weights;
 
 use crate::cli::{BenchArgs, Model, PoolingArg};
@@ -41,7 +41,13 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
             weights.architecture
         );
     }
-    let net: Vgg = Vgg::new(&weights, pooling);
+    let options = VggOptions {
+        pooling,
+        algorithm: AlgorithmPolicy::Auto,
+        deepest: Some(arch.parse_layer("relu5_1")?),
+    };
+    let net: Vgg = Vgg::with_options(&weights, &options)?;
+    drop(weights);
     let config = BenchConfig {
         size: args.size as usize,
         iterations: args.iterations as usize,

@@ -13,46 +13,110 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, View};
 use super::tensor::for_each_interior_row;
+use super::winograd::{Epilogue, WinogradConv, WinogradTile};
 use super::{rows_per_task, FeatureMap, Scalar};
 
-/// A 3×3 convolution with its kernels pre-arranged for the forward and the backward GEMMs.
+/// How a convolution computes: the same result, at different speed and rounding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum ConvAlgorithm {
+    /// Three GEMMs per kernel row on the padded input in place.
+    #[default]
+    Direct,
+    /// Winograd F(m×m, 3×3): fewer multiplies, pays off where channels are many.
+    Winograd(WinogradTile),
+}
+
+/// A 3×3 convolution with its kernels pre-arranged, once, for the algorithm it runs.
 #[derive(Clone, Debug)]
 pub struct Conv3x3<T = f32> {
     cin: usize,
     cout: usize,
-    /// `[ky][kx][ci][co]`: per kernel row a `3·Cin × Cout` matrix.
-    forward_kernel: Vec<T>,
-    /// `[ky][kx][co][ci]` of the flipped kernel: per kernel row a `3·Cout × Cin` matrix.
-    backward_kernel: Vec<T>,
     bias: Vec<T>,
+    kernels: Kernels<T>,
+}
+
+/// Only the chosen algorithm's kernels are kept: Winograd F(4×4) kernels alone take four times
+/// the weights' memory per direction.
+#[derive(Clone, Debug)]
+enum Kernels<T> {
+    Direct {
+        /// `[ky][kx][ci][co]`: per kernel row a `3·Cin × Cout` matrix.
+        forward: Vec<T>,
+        /// `[ky][kx][co][ci]` of the flipped kernel: per kernel row a `3·Cout × Cin` matrix.
+        backward: Vec<T>,
+    },
+    /// Forward and input-gradient transforms.
+    Winograd(Box<(WinogradConv<T>, WinogradConv<T>)>),
 }
 
 impl<T: Scalar> Conv3x3<T> {
-    /// `weight` is `[cout, cin, 3, 3]` row-major (PyTorch's layout); `bias` is `[cout]`.
+    /// A direct convolution. `weight` is `[cout, cin, 3, 3]` row-major (PyTorch's layout);
+    /// `bias` is `[cout]`.
     pub fn new(cin: usize, cout: usize, weight: &[f32], bias: &[f32]) -> Self {
+        Self::with_algorithm(cin, cout, weight, bias, ConvAlgorithm::Direct)
+    }
+
+    pub fn with_algorithm(
+        cin: usize,
+        cout: usize,
+        weight: &[f32],
+        bias: &[f32],
+        algorithm: ConvAlgorithm,
+    ) -> Self {
         assert_eq!(weight.len(), cout * cin * 9, "conv weight length");
         assert_eq!(bias.len(), cout, "conv bias length");
-        let mut forward_kernel = vec![T::ZERO; 9 * cin * cout];
-        let mut backward_kernel = vec![T::ZERO; 9 * cin * cout];
-        for co in 0..cout {
-            for ci in 0..cin {
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let v = T::from_f64(weight[((co * cin + ci) * 3 + ky) * 3 + kx] as f64);
-                        forward_kernel[((ky * 3 + kx) * cin + ci) * cout + co] = v;
-                        let (fy, fx) = (2 - ky, 2 - kx);
-                        backward_kernel[((fy * 3 + fx) * cout + co) * cin + ci] = v;
+        let at = |co: usize, ci: usize, ky: usize, kx: usize| {
+            weight[((co * cin + ci) * 3 + ky) * 3 + kx] as f64
+        };
+        let kernels = match algorithm {
+            ConvAlgorithm::Direct => {
+                let mut forward = vec![T::ZERO; 9 * cin * cout];
+                let mut backward = vec![T::ZERO; 9 * cin * cout];
+                for co in 0..cout {
+                    for ci in 0..cin {
+                        for ky in 0..3 {
+                            for kx in 0..3 {
+                                let v = T::from_f64(at(co, ci, ky, kx));
+                                forward[((ky * 3 + kx) * cin + ci) * cout + co] = v;
+                                let (fy, fx) = (2 - ky, 2 - kx);
+                                backward[((fy * 3 + fx) * cout + co) * cin + ci] = v;
+                            }
+                        }
                     }
                 }
+                Kernels::Direct { forward, backward }
             }
-        }
+            ConvAlgorithm::Winograd(tile) => {
+                // The input gradient correlates with the flipped kernel, in/out swapped:
+                // kernel'(ci, co, ky, kx) = kernel(co, ci, 2-ky, 2-kx).
+                let fwd = WinogradConv::new(tile, cin, cout, at);
+                let bwd =
+                    WinogradConv::new(tile, cout, cin, |ci, co, ky, kx| at(co, ci, 2 - ky, 2 - kx));
+                Kernels::Winograd(Box::new((fwd, bwd)))
+            }
+        };
         Conv3x3 {
             cin,
             cout,
-            forward_kernel,
-            backward_kernel,
             bias: bias.iter().map(|&b| T::from_f64(b as f64)).collect(),
+            kernels,
         }
+    }
+
+    pub fn algorithm(&self) -> ConvAlgorithm {
+        match &self.kernels {
+            Kernels::Direct { .. } => ConvAlgorithm::Direct,
+            Kernels::Winograd(w) => ConvAlgorithm::Winograd(w.0.tile()),
+        }
+    }
+
+    /// Bytes held by the prepared kernels.
+    pub fn kernel_bytes(&self) -> usize {
+        let n = match &self.kernels {
+            Kernels::Direct { forward, backward } => forward.len() + backward.len(),
+            Kernels::Winograd(w) => w.0.kernel_len() + w.1.kernel_len(),
+        };
+        (n + self.bias.len()) * std::mem::size_of::<T>()
     }
 
     pub fn in_channels(&self) -> usize {
@@ -82,13 +146,36 @@ impl<T: Scalar> Conv3x3<T> {
             out.height() == h && out.width() == w && out.channels() == self.cout,
             "conv output shape"
         );
+        let kernel = match &self.kernels {
+            Kernels::Direct { forward, .. } => forward,
+            Kernels::Winograd(wg) => {
+                let bias = &self.bias;
+                match pre_relu {
+                    None => wg.0.run(input, out, &Epilogue::Forward { bias, relu }),
+                    Some(pre) => {
+                        assert!(pre.same_shape(out), "pre-ReLU buffer shape");
+                        wg.0.run(input, pre, &Epilogue::Forward { bias, relu: false });
+                        copy_activated(pre, out, relu);
+                    }
+                }
+                return;
+            }
+        };
         let cout = self.cout;
         let row_len = (w + 2) * cout;
         let rows = rows_per_task(w + 2, cout, h + 2);
         let bias = &self.bias;
         let run = |t: usize, chunk: &mut [T], pre: Option<&mut [T]>| {
             let r0 = t * rows;
-            self.gemm_rows(input.data(), h, w, true, chunk, r0, false);
+            gemm_rows(
+                input.data(),
+                h,
+                w,
+                (self.cin, cout, kernel),
+                chunk,
+                r0,
+                false,
+            );
             let mut pre = pre;
             for_each_interior_row(chunk, r0, h, w, cout, |y, px| {
                 // The pre-ReLU buffer shares the chunk's row layout; its border is never written.
@@ -135,6 +222,14 @@ impl<T: Scalar> Conv3x3<T> {
         if let Some(m) = mask {
             assert!(m.same_shape(grad_in), "ReLU mask shape");
         }
+        let kernel = match &self.kernels {
+            Kernels::Direct { backward, .. } => backward,
+            Kernels::Winograd(wg) => {
+                return wg
+                    .1
+                    .run(grad_out, grad_in, &Epilogue::Backward { accumulate, mask });
+            }
+        };
         let cin = self.cin;
         let row_len = (w + 2) * cin;
         let rows = rows_per_task(w + 2, cin, h + 2);
@@ -144,7 +239,15 @@ impl<T: Scalar> Conv3x3<T> {
             .enumerate()
             .for_each(|(t, chunk)| {
                 let r0 = t * rows;
-                self.gemm_rows(grad_out.data(), h, w, false, chunk, r0, accumulate);
+                gemm_rows(
+                    grad_out.data(),
+                    h,
+                    w,
+                    (self.cout, cin, kernel),
+                    chunk,
+                    r0,
+                    accumulate,
+                );
                 for_each_interior_row(chunk, r0, h, w, cin, |y, px| {
                     if let Some(m) = mask {
                         apply_mask(px, m.pixel_row(y));
@@ -152,52 +255,57 @@ impl<T: Scalar> Conv3x3<T> {
                 });
             });
     }
+}
 
-    /// Computes the convolution for the padded rows `r0..` covered by `out_rows` (whole padded
-    /// rows), leaving garbage in their border columns.
-    #[allow(clippy::too_many_arguments)]
-    fn gemm_rows(
-        &self,
-        input: &[T],
-        h: usize,
-        w: usize,
-        forward: bool,
-        out_rows: &mut [T],
-        r0: usize,
-        accumulate: bool,
-    ) {
-        let (ci, co, kernel) = if forward {
-            (self.cin, self.cout, &self.forward_kernel)
-        } else {
-            (self.cout, self.cin, &self.backward_kernel)
-        };
-        let pw = w + 2;
-        let r1 = r0 + out_rows.len() / (pw * co);
-        // First interior pixel (1, 1) to last interior pixel (h, w), padded indices.
-        let p_start = (r0 * pw).max(pw + 1);
-        let p_end = (r1 * pw).min(h * pw + w + 1);
-        if p_start >= p_end {
-            return;
-        }
-        let m = p_end - p_start;
-        let k = 3 * ci;
-        for ky in 0..3 {
-            matmul(
-                m,
-                co,
-                k,
-                out_rows,
-                View::new((p_start - r0 * pw) * co, co, 1),
-                input,
-                View::new((p_start - pw - 1 + ky * pw) * ci, ci, 1),
-                kernel,
-                View::new(ky * k * co, co, 1),
-                accumulate || ky > 0,
-                T::ONE,
-                false,
-            );
-        }
+/// Computes the convolution with `(in channels, out channels, kernel)` for the padded rows `r0..`
+/// covered by `out_rows` (whole padded rows), leaving garbage in their border columns.
+fn gemm_rows<T: Scalar>(
+    input: &[T],
+    h: usize,
+    w: usize,
+    (ci, co, kernel): (usize, usize, &[T]),
+    out_rows: &mut [T],
+    r0: usize,
+    accumulate: bool,
+) {
+    let pw = w + 2;
+    let r1 = r0 + out_rows.len() / (pw * co);
+    // First interior pixel (1, 1) to last interior pixel (h, w), padded indices.
+    let p_start = (r0 * pw).max(pw + 1);
+    let p_end = (r1 * pw).min(h * pw + w + 1);
+    if p_start >= p_end {
+        return;
     }
+    let m = p_end - p_start;
+    let k = 3 * ci;
+    for ky in 0..3 {
+        matmul(
+            m,
+            co,
+            k,
+            out_rows,
+            View::new((p_start - r0 * pw) * co, co, 1),
+            input,
+            View::new((p_start - pw - 1 + ky * pw) * ci, ci, 1),
+            kernel,
+            View::new(ky * k * co, co, 1),
+            accumulate || ky > 0,
+            T::ONE,
+            false,
+        );
+    }
+}
+
+/// `out = relu?(pre)`, border included (zero stays zero).
+fn copy_activated<T: Scalar>(pre: &FeatureMap<T>, out: &mut FeatureMap<T>, relu: bool) {
+    out.data_mut()
+        .par_chunks_mut(1 << 16)
+        .zip(pre.data().par_chunks(1 << 16))
+        .for_each(|(o, p)| {
+            for (o, &p) in o.iter_mut().zip(p) {
+                *o = if relu && p <= T::ZERO { T::ZERO } else { p };
+            }
+        });
 }
 
 fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool, pre: Option<&mut [T]>) {
@@ -343,6 +451,165 @@ mod tests {
             (err / norm).sqrt() < 1e-6,
             "relative error {}",
             (err / norm).sqrt()
+        );
+    }
+
+    fn compare_algorithms(tile: WinogradTile) {
+        on_three_threads(|| {
+            let mut rng = Rng::new(8);
+            for &(cin, cout, h, w) in &[
+                (3, 5, 7, 9),
+                (8, 6, 13, 5),
+                (5, 4, 1, 1),
+                (6, 7, 2, 11),
+                (4, 4, 17, 16),
+            ] {
+                let (wt, b) = random_conv(&mut rng, cin, cout);
+                let direct = Conv3x3::<f64>::new(cin, cout, &wt, &b);
+                let wino = Conv3x3::<f64>::with_algorithm(
+                    cin,
+                    cout,
+                    &wt,
+                    &b,
+                    ConvAlgorithm::Winograd(tile),
+                );
+                assert_eq!(wino.algorithm(), ConvAlgorithm::Winograd(tile));
+                let x: FeatureMap<f64> = rng.map(h, w, cin);
+                for relu in [false, true] {
+                    let mut a = FeatureMap::zeros(h, w, cout);
+                    let mut b = FeatureMap::zeros(h, w, cout);
+                    direct.forward(&x, &mut a, relu, None);
+                    for private in [
+                        None,
+                        Some((true, 1)),
+                        Some((true, 2)),
+                        Some((false, 1)),
+                        Some((false, 3)),
+                        Some((false, 99)),
+                    ] {
+                        b.fill(7.0); // stale values must not leak through
+                        let Kernels::Winograd(wg) = &wino.kernels else {
+                            unreachable!()
+                        };
+                        let wg = &wg.0;
+                        let epilogue = Epilogue::Forward {
+                            bias: &wino.bias,
+                            relu,
+                        };
+                        wg.run_scheduled(&x, &mut b, &epilogue, private);
+                        assert!(b.border_is_zero(), "{tile:?} border");
+                        for (p, q) in a.interior().zip(b.interior()) {
+                            assert!(
+                                (p - q).abs() < 1e-11,
+                                "{tile:?} {private:?} {cin}->{cout} {h}x{w}: {p} vs {q}"
+                            );
+                        }
+                    }
+                    wino.forward(&x, &mut b, relu, None);
+                    assert!(a
+                        .interior()
+                        .zip(b.interior())
+                        .all(|(p, q)| (p - q).abs() < 1e-11));
+                    // With the pre-ReLU output kept too.
+                    let (mut pa, mut pb) =
+                        (FeatureMap::zeros(h, w, cout), FeatureMap::zeros(h, w, cout));
+                    direct.forward(&x, &mut a, relu, Some(&mut pa));
+                    wino.forward(&x, &mut b, relu, Some(&mut pb));
+                    assert!(pb.border_is_zero() && b.border_is_zero());
+                    assert!(a
+                        .interior()
+                        .zip(b.interior())
+                        .all(|(p, q)| (p - q).abs() < 1e-11));
+                    assert!(pa
+                        .interior()
+                        .zip(pb.interior())
+                        .all(|(p, q)| (p - q).abs() < 1e-11));
+                }
+                let g: FeatureMap<f64> = rng.map(h, w, cout);
+                let mask: FeatureMap<f64> = rng.map(h, w, cin);
+                let prior: FeatureMap<f64> = rng.map(h, w, cin);
+                for (accumulate, use_mask) in [(false, false), (true, true), (false, true)] {
+                    let mut a = prior.clone();
+                    let mut b = prior.clone();
+                    let m = use_mask.then_some(&mask);
+                    direct.backward_input(&g, &mut a, accumulate, m);
+                    for private in [
+                        Some((true, 1)),
+                        Some((true, 3)),
+                        Some((false, 2)),
+                        Some((false, 99)),
+                    ] {
+                        let mut b = prior.clone();
+                        let Kernels::Winograd(wg) = &wino.kernels else {
+                            unreachable!()
+                        };
+                        let wg = &wg.1;
+                        wg.run_scheduled(
+                            &g,
+                            &mut b,
+                            &Epilogue::Backward {
+                                accumulate,
+                                mask: m,
+                            },
+                            private,
+                        );
+                        assert!(b.border_is_zero());
+                        for (p, q) in a.interior().zip(b.interior()) {
+                            assert!(
+                                (p - q).abs() < 1e-11,
+                                "{tile:?} {private:?} backward: {p} vs {q}"
+                            );
+                        }
+                    }
+                    wino.backward_input(&g, &mut b, accumulate, m);
+                    assert!(a
+                        .interior()
+                        .zip(b.interior())
+                        .all(|(p, q)| (p - q).abs() < 1e-11));
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn winograd_f2_matches_direct() {
+        compare_algorithms(WinogradTile::F2);
+    }
+
+    #[test]
+    fn winograd_f4_matches_direct() {
+        compare_algorithms(WinogradTile::F4);
+    }
+
+    /// f32 error of each algorithm against the f64 direct result, on VGG-like magnitudes.
+    fn f32_error(algorithm: ConvAlgorithm) -> f64 {
+        let mut rng = Rng::new(9);
+        let (cin, cout, h, w) = (128, 64, 19, 23);
+        let (wt, b) = random_conv(&mut rng, cin, cout);
+        let x64: FeatureMap<f64> = rng.map(h, w, cin);
+        let mut want = FeatureMap::zeros(h, w, cout);
+        Conv3x3::<f64>::new(cin, cout, &wt, &b).forward(&x64, &mut want, false, None);
+        let conv = Conv3x3::<f32>::with_algorithm(cin, cout, &wt, &b, algorithm);
+        let mut got = FeatureMap::<f32>::zeros(h, w, cout);
+        conv.forward(&x64.convert(), &mut got, false, None);
+        let err: f64 = want
+            .interior()
+            .zip(got.interior())
+            .map(|(a, b)| (a - b as f64).powi(2))
+            .sum();
+        let norm: f64 = want.interior().map(|a| a * a).sum();
+        (err / norm).sqrt()
+    }
+
+    #[test]
+    fn f32_rounding_of_each_algorithm_is_bounded() {
+        let direct = f32_error(ConvAlgorithm::Direct);
+        let f2 = f32_error(ConvAlgorithm::Winograd(WinogradTile::F2));
+        let f4 = f32_error(ConvAlgorithm::Winograd(WinogradTile::F4));
+        eprintln!("f32 relative error: direct {direct:.1e}, F2 {f2:.1e}, F4 {f4:.1e}");
+        assert!(
+            direct < 1e-6 && f2 < 2e-6 && f4 < 1e-5,
+            "direct {direct} F2 {f2} F4 {f4}"
         );
     }
 }

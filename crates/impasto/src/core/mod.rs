@@ -14,13 +14,15 @@ mod scalar;
 mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;
+mod winograd;
 
 pub(crate) use conv::apply_mask;
-pub use conv::Conv3x3;
+pub use conv::{Conv3x3, ConvAlgorithm};
 pub use gram::{gram, gram_gradient};
 pub use pool::{pool_backward, pool_forward, Pooling};
-pub use scalar::Scalar;
+pub use scalar::{release_scratch, Scalar};
 pub use tensor::FeatureMap;
+pub use winograd::WinogradTile;
 
 /// Rows of work handed to one thread at a time: big enough to amortise the GEMM's packing of the
 /// right-hand matrix, small enough that a task's output stays in L2 for the fused post-pass.

@@ -1,5 +1,6 @@
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub};
+use std::sync::Mutex;
 
 /// The floating-point types the core runs on: f32 in production, f64 in gradient checks.
 pub trait Scalar:
@@ -22,6 +23,10 @@ pub trait Scalar:
     const ONE: Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+
+    /// Scratch buffers shared by every kernel in the process. Layers run one after another,
+    /// so one pool sized for the largest layer serves them all and the hot path never allocates.
+    fn scratch_pool() -> &'static Mutex<Vec<Vec<Self>>>;
 }
 
 impl Scalar for f32 {
@@ -33,6 +38,10 @@ impl Scalar for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn scratch_pool() -> &'static Mutex<Vec<Vec<Self>>> {
+        static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+        &POOL
+    }
 }
 
 impl Scalar for f64 {
@@ -43,5 +52,36 @@ impl Scalar for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn scratch_pool() -> &'static Mutex<Vec<Vec<Self>>> {
+        static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
+        &POOL
+    }
+}
+
+/// A scratch buffer of at least `len` values from the shared pool (contents unspecified).
+pub(crate) fn take_scratch<T: Scalar>(len: usize) -> Vec<T> {
+    let mut s = T::scratch_pool()
+        .lock()
+        .map(|mut pool| pool.pop())
+        .unwrap_or(None)
+        .unwrap_or_default();
+    if s.len() < len {
+        s.resize(len, T::ZERO);
+    }
+    s
+}
+
+/// Returns a buffer to the shared pool.
+pub(crate) fn give_back_scratch<T: Scalar>(s: Vec<T>) {
+    if let Ok(mut pool) = T::scratch_pool().lock() {
+        pool.push(s);
+    }
+}
+
+/// Frees the shared scratch buffers (they are otherwise kept for the next call).
+pub fn release_scratch<T: Scalar>() {
+    if let Ok(mut pool) = T::scratch_pool().lock() {
+        pool.clear();
     }
 }

@@ -2,7 +2,7 @@ use super::Scalar;
 
 /// One image's activations: `h × w` pixels of `c` channels, stored NHWC with a one-pixel zero
 /// border, i.e. `(h + 2) × (w + 2) × c` values. Kernels keep the border zero.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct FeatureMap<T = f32> {
     h: usize,
     w: usize,

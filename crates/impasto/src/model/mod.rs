@@ -7,4 +7,4 @@ pub use arch::{Architecture, ConvSpec, Layer};
 pub use convention::InputConvention;
 mod network;
 
-pub use network::{LossGradients, Vgg, Workspace};
+pub use network::{AlgorithmPolicy, LossGradients, Vgg, VggOptions, Workspace};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use impasto::core::{Conv3x3, Pooling, Scalar};
-use impasto::model::{Architecture, InputConvention, Vgg};
+use impasto::model::{AlgorithmPolicy, Architecture, InputConvention, Vgg};
 
 /// SplitMix64: tiny, deterministic, good enough for test data.
 pub struct Rng(u64);
@@ -41,6 +41,7 @@ pub fn random_vgg<T: Scalar>(
     arch: Architecture,
     channels: [usize; 5],
     pooling: Pooling,
+    algorithm: AlgorithmPolicy,
     seed: u64,
 ) -> Vgg<T> {
     let mut rng = Rng::new(seed);
@@ -54,7 +55,8 @@ pub fn random_vgg<T: Scalar>(
                 .map(|_| (rng.uniform() * std) as f32)
                 .collect();
             let bias: Vec<f32> = (0..cout).map(|_| (rng.uniform() * 0.1) as f32).collect();
-            convs.push(Conv3x3::new(cin, cout, &w, &bias));
+            let alg = algorithm.for_layer(cin);
+            convs.push(Conv3x3::with_algorithm(cin, cout, &w, &bias, alg));
             cin = cout;
         }
     }
