@@ -177,3 +177,12 @@ fn bench_refuses_weights_of_another_model_and_corrupt_files() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("bad.safetensors"), "{}", stderr(&o));
 }
+
+#[test]
+fn bench_refuses_a_size_that_cannot_fit_in_memory() {
+    let home = tempfile::tempdir().unwrap();
+    let o = impasto(home.path(), &["bench", "--size", "16384"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(msg.contains("16384×16384") && msg.contains("GiB"), "{msg}");
+}

@@ -8,7 +8,7 @@ fn main() {
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(256);
-    let net: Vgg = Vgg::new(&random_weights(Architecture::Vgg19, 0), Pooling::Avg);
+    let net: Vgg = Vgg::new(&random_weights(Architecture::Vgg19, 0), Pooling::Avg).unwrap();
     let r = run(
         &net,
         &BenchConfig {

@@ -129,6 +129,15 @@ pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
     };
     let (content_layers, style_layers) = (parse(GATYS_CONTENT)?, parse(GATYS_STYLE)?);
     let size = config.size;
+    let all: Vec<Layer> = content_layers
+        .iter()
+        .chain(&style_layers)
+        .copied()
+        .collect();
+    crate::memory::ensure_available(
+        net.workspace_bytes(size, size, &all)? as u64,
+        &format!("a {size}×{size} bench"),
+    )?;
     let content_img = synthetic_image(size, 1);
     let style_img = synthetic_image(size, 2);
     let content = features_of(net, &content_img, size, &content_layers)?
@@ -169,14 +178,6 @@ pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
         forward_s: timing(forward),
         iteration_s: timing(iteration),
         workspace_bytes: ws.allocated_bytes(),
-        peak_rss_bytes: peak_rss_bytes(),
+        peak_rss_bytes: crate::memory::peak_rss_bytes(),
     })
-}
-
-/// The process's peak resident set size (Linux `VmHWM`), if known.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }

@@ -13,6 +13,7 @@ pub mod bench;
 pub mod core;
 pub mod error;
 pub mod loss;
+pub mod memory;
 pub mod model;
 pub mod weights;
 

@@ -280,3 +280,13 @@ fn evaluations_repeat_exactly_on_a_reused_workspace() {
     assert_eq!(g1, g2);
     assert!(g1.iter().any(|&v| v != 0.0));
 }
+
+#[test]
+fn weights_that_do_not_fit_their_network_are_an_error_not_a_panic() {
+    let mut w = impasto::bench::random_weights(Architecture::Vgg16, 1);
+    w.convs[3].weight.pop();
+    let err = Vgg::<f32>::new(&w, Pooling::Avg).unwrap_err().to_string();
+    assert!(err.contains("conv2_2"), "{err}");
+    w.convs.pop();
+    assert!(Vgg::<f32>::new(&w, Pooling::Avg).is_err());
+}

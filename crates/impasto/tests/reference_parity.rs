@@ -142,7 +142,7 @@ fn vgg16_torchvision_checkpoint_loads_and_matches_pytorch() {
     let weights = impasto::weights::load(&path).unwrap();
     assert_eq!(weights.architecture, Architecture::Vgg16);
     assert_eq!(weights.convention, InputConvention::TorchvisionRgb);
-    let net: Vgg = Vgg::new(&weights, Pooling::Avg);
+    let net: Vgg = Vgg::new(&weights, Pooling::Avg).unwrap();
     let r = Reference::open("vgg16_random_features_64.safetensors");
 
     // The input convention: RGB 0–1 (×255 for our pixel scale) → ImageNet-normalised.

@@ -74,17 +74,20 @@ enum Stage {
 }
 
 impl<T: Scalar> Vgg<T> {
-    /// All layers, with the default algorithms.
-    pub fn new(weights: &VggWeights, pooling: Pooling) -> Self {
+    /// All layers, with the default algorithms. Fails if the weights do not fit their
+    /// architecture (every loader checks this; weights built by hand may not).
+    pub fn new(weights: &VggWeights, pooling: Pooling) -> Result<Self> {
         let options = VggOptions {
             pooling,
             ..VggOptions::default()
         };
-        Self::build(weights, &options, weights.convs.len())
+        Self::with_options(weights, &options)
     }
 
-    /// Fails if `options.deepest` is not a layer of the weights' architecture.
+    /// Fails if the weights do not fit their architecture or `options.deepest` is not one of its
+    /// layers.
     pub fn with_options(weights: &VggWeights, options: &VggOptions) -> Result<Self> {
+        weights.validate(std::path::Path::new(&weights.source))?;
         let arch = weights.architecture;
         let count = match options.deepest {
             None => weights.convs.len(),
