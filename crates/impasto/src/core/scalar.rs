@@ -59,11 +59,20 @@ impl Scalar for f64 {
     }
 }
 
-/// A scratch buffer of at least `len` values from the shared pool (contents unspecified).
+/// A scratch buffer of at least `len` values from the shared pool (contents unspecified): the
+/// smallest one that is large enough, else the largest one grown, so small requests do not
+/// inflate buffers that large ones will want.
 pub(crate) fn take_scratch<T: Scalar>(len: usize) -> Vec<T> {
+    let pick = |pool: &mut Vec<Vec<T>>| {
+        let fit = (0..pool.len())
+            .filter(|&i| pool[i].len() >= len)
+            .min_by_key(|&i| pool[i].len());
+        let largest = (0..pool.len()).max_by_key(|&i| pool[i].len());
+        fit.or(largest).map(|i| pool.swap_remove(i))
+    };
     let mut s = T::scratch_pool()
         .lock()
-        .map(|mut pool| pool.pop())
+        .map(|mut pool| pick(&mut pool))
         .unwrap_or(None)
         .unwrap_or_default();
     if s.len() < len {

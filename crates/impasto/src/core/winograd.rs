@@ -333,9 +333,11 @@ impl<T: Scalar> WinogradConv<T> {
         let data = input.data();
         let pw = input.width() + 2;
         let ph = input.height() + 2;
-        let bt: Vec<T> = mt.bt.iter().map(|&x| T::from_f64(x)).collect();
-        let zeros = vec![T::ZERO; c];
-        let mut tmp = vec![T::ZERO; a * a * c];
+        let bt = coefficients::<T>(mt.bt);
+        let mut buf = take_scratch::<T>(a * a * c + c);
+        let (tmp, zeros) = buf.split_at_mut(a * a * c);
+        zeros.fill(T::ZERO);
+        let zeros = &*zeros;
         let py = tr * m;
         for (tx, vt) in v.chunks_exact_mut(a * a * c).take(tiles_x).enumerate() {
             let px = tx * m;
@@ -345,7 +347,7 @@ impl<T: Scalar> WinogradConv<T> {
                     let o = (y * pw + x) * c;
                     &data[o..o + c]
                 } else {
-                    &zeros
+                    zeros
                 }
             };
             // tmp[i][l] = Σ_k Bᵀ[i][k] d[k][l]
@@ -375,6 +377,7 @@ impl<T: Scalar> WinogradConv<T> {
                 }
             }
         }
+        give_back_scratch(buf);
     }
 
     /// `Y = Aᵀ M A` for the tiles of tile row `tr`, then the epilogue, into `rows` (the tile
@@ -395,9 +398,9 @@ impl<T: Scalar> WinogradConv<T> {
         let mt = self.tile.matrices();
         let (m, a) = (mt.m, mt.alpha);
         let c = self.cout;
-        let at: Vec<T> = mt.at.iter().map(|&x| T::from_f64(x)).collect();
-        let mut tmp = vec![T::ZERO; m * a * c];
-        let mut y = vec![T::ZERO; c];
+        let at = coefficients::<T>(mt.at);
+        let mut buf = take_scratch::<T>(m * a * c + c);
+        let (tmp, y) = buf.split_at_mut(m * a * c);
         let plane = plane_tiles * c;
         let row_len = (w + 2) * c;
         let n_rows = rows.len() / row_len;
@@ -427,21 +430,21 @@ impl<T: Scalar> WinogradConv<T> {
                     for j in 0..a {
                         let k = at[s * a + j];
                         if k != T::ZERO {
-                            axpy(&mut y, k, &tmp[(r * a + j) * c..(r * a + j + 1) * c]);
+                            axpy(y, k, &tmp[(r * a + j) * c..(r * a + j + 1) * c]);
                         }
                     }
                     let o = r * row_len + (ox + 1) * c;
                     let dst = &mut rows[o..o + c];
                     match epilogue {
                         Epilogue::Forward { bias, relu } => {
-                            for ((d, &v), &b) in dst.iter_mut().zip(&y).zip(bias.iter()) {
+                            for ((d, &v), &b) in dst.iter_mut().zip(y.iter()).zip(bias.iter()) {
                                 let s = v + b;
                                 *d = if *relu && s <= T::ZERO { T::ZERO } else { s };
                             }
                         }
                         Epilogue::Backward { accumulate, mask } => {
                             let mrow = mask.map(|mk| mk.pixel(tr * m + r, ox));
-                            for (i, (d, &v)) in dst.iter_mut().zip(&y).enumerate() {
+                            for (i, (d, &v)) in dst.iter_mut().zip(y.iter()).enumerate() {
                                 let g = if *accumulate { *d + v } else { v };
                                 *d = match mrow {
                                     Some(mk) if mk[i] <= T::ZERO => T::ZERO,
@@ -458,7 +461,17 @@ impl<T: Scalar> WinogradConv<T> {
             rows[r * row_len..r * row_len + c].fill(T::ZERO);
             rows[(r + 1) * row_len - c..(r + 1) * row_len].fill(T::ZERO);
         }
+        give_back_scratch(buf);
     }
+}
+
+/// A transform matrix (at most 6 × 6) in the working precision, on the stack.
+fn coefficients<T: Scalar>(m: &[f64]) -> [T; 36] {
+    let mut out = [T::ZERO; 36];
+    for (o, &v) in out.iter_mut().zip(m) {
+        *o = T::from_f64(v);
+    }
+    out
 }
 
 #[inline]
