@@ -228,8 +228,9 @@ fn storages_of(tensors: &[T]) -> Vec<(String, u64, u64)> {
     out
 }
 
-/// A legacy-format checkpoint; `data(key, numel, elem_size)` gives each storage's bytes.
-fn legacy_file(tensors: &[T], data: &dyn Fn(&str, u64, u64) -> Vec<u8>) -> Vec<u8> {
+/// The legacy format up to the storage data: magic, protocol, sys info, the state dict, the
+/// storage keys. Returns the bytes and each storage's (key, element count, element size).
+fn legacy_prefix(tensors: &[T]) -> (Vec<u8>, Vec<(String, u64, u64)>) {
     // python3: pickle.dumps(0x1950a86a20f9469cfc6c, protocol=2) and pickle.dumps(1001, protocol=2)
     let mut o = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.".to_vec();
     o.extend(b"\x80\x02}(");
@@ -244,6 +245,12 @@ fn legacy_file(tensors: &[T], data: &dyn Fn(&str, u64, u64) -> Vec<u8>) -> Vec<u
         p_str(&mut o, k);
     }
     o.extend(b"e.");
+    (o, storages)
+}
+
+/// A legacy-format checkpoint; `data(key, numel, elem_size)` gives each storage's bytes.
+fn legacy_file(tensors: &[T], data: &dyn Fn(&str, u64, u64) -> Vec<u8>) -> Vec<u8> {
+    let (mut o, storages) = legacy_prefix(tensors);
     for (k, n, es) in &storages {
         o.extend(n.to_le_bytes());
         let d = data(k, *n, *es);
@@ -1012,17 +1019,7 @@ fn legacy_storage_table_is_checked() {
 /// A legacy file for absurd sizes: every storage gets the element count its tensors claim, but
 /// only 1 KiB of data.
 fn legacy_file_unchecked(tensors: &[T]) -> Vec<u8> {
-    let mut o = b"\x80\x02\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19.\x80\x02M\xe9\x03.".to_vec();
-    o.extend(b"\x80\x02}(");
-    p_str(&mut o, "little_endian");
-    o.extend(b"\x88u.");
-    o.extend(state_dict_pickle(tensors, true));
-    let storages = storages_of(tensors);
-    o.extend(b"\x80\x02](");
-    for (k, _, _) in &storages {
-        p_str(&mut o, k);
-    }
-    o.extend(b"e.");
+    let (mut o, storages) = legacy_prefix(tensors);
     for (_, n, _) in &storages {
         o.extend(n.to_le_bytes());
         o.extend([0u8; 1024]);

@@ -4,7 +4,6 @@
 use rayon::prelude::*;
 
 use super::matmul::{matmul, View};
-use super::scalar::{give_back_scratch, take_scratch};
 use super::{rows_per_task, FeatureMap, Scalar};
 
 /// Writes the `C × C` Gram matrix of `f` (row-major) into `g`.
@@ -23,7 +22,7 @@ pub fn gram<T: Scalar>(f: &FeatureMap<T>, g: &mut [T]) {
         .into_par_iter()
         .map(|i| {
             let (p0, p1) = (i * per, ((i + 1) * per).min(pixels));
-            let mut part = take_scratch::<T>(c * c);
+            let mut part = vec![T::ZERO; c * c];
             // lhs = Fᵀ (c × k): element (i, p) at p·c + i; rhs = F (k × c).
             matmul(
                 c,
@@ -44,10 +43,9 @@ pub fn gram<T: Scalar>(f: &FeatureMap<T>, g: &mut [T]) {
         .collect();
     g.fill(T::ZERO);
     for part in partial {
-        for (a, &b) in g.iter_mut().zip(&part) {
+        for (a, b) in g.iter_mut().zip(part) {
             *a += b;
         }
-        give_back_scratch(part);
     }
 }
 

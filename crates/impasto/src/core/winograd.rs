@@ -334,10 +334,11 @@ impl<T: Scalar> WinogradConv<T> {
         let pw = input.width() + 2;
         let ph = input.height() + 2;
         let bt = coefficients::<T>(mt.bt);
-        let mut buf = take_scratch::<T>(a * a * c + c);
-        let (tmp, zeros) = buf.split_at_mut(a * a * c);
-        zeros.fill(T::ZERO);
-        let zeros = &*zeros;
+        // Small per-row buffers: from the allocator's fast path, not the shared pool, which
+        // holds the large block buffers (small takers there would strand or regrow them).
+        let mut tmp = vec![T::ZERO; a * a * c];
+        let zeros = vec![T::ZERO; c];
+        let zeros = &zeros[..];
         let py = tr * m;
         for (tx, vt) in v.chunks_exact_mut(a * a * c).take(tiles_x).enumerate() {
             let px = tx * m;
@@ -377,7 +378,6 @@ impl<T: Scalar> WinogradConv<T> {
                 }
             }
         }
-        give_back_scratch(buf);
     }
 
     /// `Y = Aᵀ M A` for the tiles of tile row `tr`, then the epilogue, into `rows` (the tile
@@ -399,8 +399,8 @@ impl<T: Scalar> WinogradConv<T> {
         let (m, a) = (mt.m, mt.alpha);
         let c = self.cout;
         let at = coefficients::<T>(mt.at);
-        let mut buf = take_scratch::<T>(m * a * c + c);
-        let (tmp, y) = buf.split_at_mut(m * a * c);
+        let mut tmp = vec![T::ZERO; m * a * c];
+        let mut y = vec![T::ZERO; c];
         let plane = plane_tiles * c;
         let row_len = (w + 2) * c;
         let n_rows = rows.len() / row_len;
@@ -430,7 +430,7 @@ impl<T: Scalar> WinogradConv<T> {
                     for j in 0..a {
                         let k = at[s * a + j];
                         if k != T::ZERO {
-                            axpy(y, k, &tmp[(r * a + j) * c..(r * a + j + 1) * c]);
+                            axpy(&mut y, k, &tmp[(r * a + j) * c..(r * a + j + 1) * c]);
                         }
                     }
                     let o = r * row_len + (ox + 1) * c;
@@ -461,7 +461,6 @@ impl<T: Scalar> WinogradConv<T> {
             rows[r * row_len..r * row_len + c].fill(T::ZERO);
             rows[(r + 1) * row_len - c..(r + 1) * row_len].fill(T::ZERO);
         }
-        give_back_scratch(buf);
     }
 }
 
