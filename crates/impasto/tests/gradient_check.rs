@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{random_vgg, Rng};
+use common::{random_vgg, RandomImage, Rng};
 use impasto::core::Pooling;
 use impasto::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
 use impasto::model::{AlgorithmPolicy, Architecture, Layer, Vgg};

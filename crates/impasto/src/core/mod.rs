@@ -13,6 +13,8 @@ mod pool;
 mod scalar;
 mod tensor;
 #[cfg(test)]
+mod test_rng;
+#[cfg(test)]
 pub(crate) mod testutil;
 mod winograd;
 
