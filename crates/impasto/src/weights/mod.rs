@@ -209,6 +209,13 @@ pub fn load(path: &Path) -> Result<VggWeights> {
         }
     };
     weights.validate(path)?;
+    tracing::info!(
+        "loaded {} weights ({}, {}) from {}",
+        weights.architecture,
+        weights.source,
+        weights.convention,
+        path.display()
+    );
     Ok(weights)
 }
 
