@@ -8,6 +8,39 @@
 //! - [`model`]: VGG16/VGG19 topologies, layer names, input conventions, and the network that runs
 //!   forward and backward up to the deepest layer any loss needs.
 //! - [`loss`]: content, style (Gram) and total-variation losses with exact gradients.
+//!
+//! One evaluation of the Gatys objective and its gradient with respect to the image's pixels:
+//!
+//! ```
+//! use impasto::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
+//! use impasto::model::{Architecture, Vgg, VggOptions};
+//!
+//! # fn main() -> impasto::Result<()> {
+//! // Real weights come from `impasto::weights::load(path)`; random ones keep this example offline.
+//! let weights = impasto::bench::random_weights(Architecture::Vgg16, 0);
+//! let relu2_1 = Architecture::Vgg16.parse_layer("relu2_1")?;
+//! let options = VggOptions { deepest: Some(relu2_1), ..VggOptions::default() };
+//! let net: Vgg = Vgg::with_options(&weights, &options)?;
+//!
+//! // Images are RGB, 0–255, row-major; the network's input convention is applied for us.
+//! let (h, w) = (32, 48);
+//! let photo: Vec<f32> = (0..h * w * 3).map(|i| (i % 256) as f32).collect();
+//! let mut ws = net.workspace(h, w, &[relu2_1])?;
+//! net.convention().to_network(&photo, ws.input_mut());
+//! net.forward(&mut ws);
+//! let features = net.features(&ws, relu2_1)?.clone();
+//!
+//! let content = vec![ContentLoss::new(relu2_1, features.clone(), 1.0)];
+//! let style = vec![StyleLoss::new(relu2_1, &features, 1.0)];
+//! let mut objective = Objective::new(content, style, LossWeights::default())?;
+//! let image = vec![128.0f32; h * w * 3];
+//! let mut grad = vec![0.0; image.len()];
+//! let parts = objective.evaluate(&net, &mut ws, &image, &mut grad)?;
+//! assert!(parts.content > 0.0 && parts.style > 0.0);
+//! assert!(grad.iter().any(|g| *g != 0.0));
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod bench;
 pub mod core;
