@@ -5,7 +5,6 @@
 
 use std::time::Instant;
 
-use crate::core::FeatureMap;
 use crate::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
 use crate::model::{Architecture, InputConvention, Layer, Vgg};
 use crate::weights::{ConvParams, VggWeights};
@@ -106,16 +105,6 @@ fn synthetic_image(size: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-fn features_of(net: &Vgg, image: &[f32], size: usize, layers: &[Layer]) -> Result<Vec<FeatureMap>> {
-    let mut ws = net.workspace(size, size, layers)?;
-    net.convention().to_network(image, ws.input_mut());
-    net.forward(&mut ws);
-    layers
-        .iter()
-        .map(|&l| net.features(&ws, l).cloned())
-        .collect()
-}
-
 /// Builds the paper's objective at `size` on synthetic images and times it.
 pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
     if config.size < 16 || config.iterations == 0 {
@@ -140,13 +129,15 @@ pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
     )?;
     let content_img = synthetic_image(size, 1);
     let style_img = synthetic_image(size, 2);
-    let content = features_of(net, &content_img, size, &content_layers)?
+    let content = net
+        .features_of_image(&content_img, size, size, &content_layers)?
         .into_iter()
         .zip(&content_layers)
         .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
         .collect();
     let w_l = 1.0 / style_layers.len() as f64;
-    let style = features_of(net, &style_img, size, &style_layers)?
+    let style = net
+        .features_of_image(&style_img, size, size, &style_layers)?
         .iter()
         .zip(&style_layers)
         .map(|(f, &l)| StyleLoss::new(l, f, w_l))

@@ -25,14 +25,12 @@
 //! // Images are RGB, 0–255, row-major; the network's input convention is applied for us.
 //! let (h, w) = (32, 48);
 //! let photo: Vec<f32> = (0..h * w * 3).map(|i| (i % 256) as f32).collect();
-//! let mut ws = net.workspace(h, w, &[relu2_1])?;
-//! net.convention().to_network(&photo, ws.input_mut());
-//! net.forward(&mut ws);
-//! let features = net.features(&ws, relu2_1)?.clone();
+//! let features = net.features_of_image(&photo, h, w, &[relu2_1])?.remove(0);
 //!
 //! let content = vec![ContentLoss::new(relu2_1, features.clone(), 1.0)];
 //! let style = vec![StyleLoss::new(relu2_1, &features, 1.0)];
 //! let mut objective = Objective::new(content, style, LossWeights::default())?;
+//! let mut ws = net.workspace(h, w, &objective.layers())?;
 //! let image = vec![128.0f32; h * w * 3];
 //! let mut grad = vec![0.0; image.len()];
 //! let parts = objective.evaluate(&net, &mut ws, &image, &mut grad)?;

@@ -10,23 +10,6 @@ use impasto::core::Pooling;
 use impasto::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
 use impasto::model::{AlgorithmPolicy, Architecture, Layer, Vgg};
 
-/// Features of an RGB image at `layers`, in f64.
-fn features(
-    net: &Vgg<f64>,
-    image: &[f64],
-    h: usize,
-    w: usize,
-    layers: &[Layer],
-) -> Vec<impasto::core::FeatureMap<f64>> {
-    let mut ws = net.workspace(h, w, layers).unwrap();
-    net.convention().to_network(image, ws.input_mut());
-    net.forward(&mut ws);
-    layers
-        .iter()
-        .map(|&l| net.features(&ws, l).unwrap().clone())
-        .collect()
-}
-
 fn layers(arch: Architecture, names: &[&str]) -> Vec<Layer> {
     names.iter().map(|n| arch.parse_layer(n).unwrap()).collect()
 }
@@ -64,7 +47,8 @@ fn check(case: &Case, seed: u64) -> f64 {
     let content: Vec<ContentLoss<f64>> = if content_layers.is_empty() {
         vec![]
     } else {
-        features(&net, &content_img, h, w, &content_layers)
+        net.features_of_image(&content_img, h, w, &content_layers)
+            .unwrap()
             .into_iter()
             .zip(&content_layers)
             .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
@@ -74,7 +58,8 @@ fn check(case: &Case, seed: u64) -> f64 {
         vec![]
     } else {
         let n = style_layers.len() as f64;
-        features(&net, &style_img, sh, sw, &style_layers)
+        net.features_of_image(&style_img, sh, sw, &style_layers)
+            .unwrap()
             .iter()
             .zip(&style_layers)
             .map(|(f, &l)| StyleLoss::new(l, f, 1.0 / n))

@@ -85,25 +85,6 @@ impl InputConvention {
         }
     }
 
-    /// Inverse of [`InputConvention::to_network`]: network input back to RGB 0–255.
-    pub fn from_network<T: Scalar>(self, input: &FeatureMap<T>, rgb: &mut [T]) {
-        let (h, w) = (input.height(), input.width());
-        assert_eq!(rgb.len(), h * w * 3, "RGB image length");
-        let affine = self.channel_affine();
-        for y in 0..h {
-            let dst = &mut rgb[y * w * 3..(y + 1) * w * 3];
-            for (px, d) in input
-                .pixel_row(y)
-                .chunks_exact(3)
-                .zip(dst.chunks_exact_mut(3))
-            {
-                for (c, &(from, scale, offset)) in affine.iter().enumerate() {
-                    d[from] = (px[c] - T::from_f64(offset as f64)) / T::from_f64(scale as f64);
-                }
-            }
-        }
-    }
-
     /// Chain rule through [`InputConvention::to_network`]: `grad_rgb += ∂L/∂input · ∂input/∂rgb`.
     pub fn gradient_to_rgb<T: Scalar>(self, grad_input: &FeatureMap<T>, grad_rgb: &mut [T]) {
         let (h, w) = (grad_input.height(), grad_input.width());

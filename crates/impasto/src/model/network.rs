@@ -184,9 +184,6 @@ impl<T: Scalar> Vgg<T> {
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }
-    pub fn set_pooling(&mut self, pooling: Pooling) {
-        self.pooling = pooling;
-    }
 
     fn stages(&self) -> Vec<Stage> {
         let mut stages = Vec::new();
@@ -235,7 +232,7 @@ impl<T: Scalar> Vgg<T> {
         tracing::debug!(
             "workspace for {w}×{h} to {} stages: {:.0} MiB",
             plan.stages.len(),
-            self.workspace_bytes(h, w, taps)? as f64 / (1 << 20) as f64
+            (plan.elements() * std::mem::size_of::<T>()) as f64 / (1 << 20) as f64
         );
         Ok(Workspace {
             input: FeatureMap::zeros(h, w, 3),
@@ -249,14 +246,31 @@ impl<T: Scalar> Vgg<T> {
 
     /// Bytes [`Vgg::workspace`] would allocate, without allocating: for refusing absurd sizes.
     pub fn workspace_bytes(&self, h: usize, w: usize, taps: &[Layer]) -> Result<usize> {
-        let plan = self.plan(h, w, taps)?;
-        let size = |s: &(usize, usize, usize)| (s.0 + 2) * (s.1 + 2) * s.2;
-        let mut elems = 3 * (h + 2) * (w + 2);
-        for (s, shape) in plan.shapes.iter().enumerate() {
-            elems += size(shape) * if plan.keep_pre[s] { 2 } else { 1 };
+        Ok(self.plan(h, w, taps)?.elements() * std::mem::size_of::<T>())
+    }
+
+    /// The outputs at `layers` of an `h × w` RGB image (row-major, 0–255): what content and
+    /// style targets are made of.
+    pub fn features_of_image(
+        &self,
+        rgb: &[T],
+        h: usize,
+        w: usize,
+        layers: &[Layer],
+    ) -> Result<Vec<FeatureMap<T>>> {
+        if rgb.len() != h * w * 3 {
+            return Err(Error::parameter(format!(
+                "{} values for a {w}×{h} RGB image",
+                rgb.len()
+            )));
         }
-        let (grad, spare) = plan.gradient_buffer_sizes();
-        Ok((elems + grad + spare) * std::mem::size_of::<T>())
+        let mut ws = self.workspace(h, w, layers)?;
+        self.convention.to_network(rgb, ws.input_mut());
+        self.forward(&mut ws);
+        layers
+            .iter()
+            .map(|&l| self.features(&ws, l).cloned())
+            .collect()
     }
 
     fn plan(&self, h: usize, w: usize, taps: &[Layer]) -> Result<Plan> {
@@ -519,6 +533,20 @@ struct Plan {
 }
 
 impl Plan {
+    /// Values a workspace for this plan holds: input, stage outputs (twice where the pre-ReLU
+    /// output is kept) and the gradient buffers.
+    fn elements(&self) -> usize {
+        let size = |s: &(usize, usize, usize)| (s.0 + 2) * (s.1 + 2) * s.2;
+        let stages: usize = self
+            .shapes
+            .iter()
+            .zip(&self.keep_pre)
+            .map(|(shape, &pre)| size(shape) * if pre { 2 } else { 1 })
+            .sum();
+        let (grad, spare) = self.gradient_buffer_sizes();
+        3 * (self.h + 2) * (self.w + 2) + stages + grad + spare
+    }
+
     /// Elements of the gradient buffer (the largest stage output or the input) and of the
     /// spare one, needed only when the deepest stage is a pooling (see [`Vgg::backward`]).
     fn gradient_buffer_sizes(&self) -> (usize, usize) {
