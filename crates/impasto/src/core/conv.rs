@@ -146,61 +146,39 @@ impl<T: Scalar> Conv3x3<T> {
             out.height() == h && out.width() == w && out.channels() == self.cout,
             "conv output shape"
         );
+        if let Some(pre) = pre_relu {
+            // Rare (losses on conv layers): compute without the ReLU, then copy it activated.
+            assert!(pre.same_shape(out), "pre-ReLU buffer shape");
+            self.forward(input, pre, false, None);
+            copy_activated(pre, out, relu);
+            return;
+        }
+        let bias = &self.bias;
         let kernel = match &self.kernels {
             Kernels::Direct { forward, .. } => forward,
             Kernels::Winograd(wg) => {
-                let bias = &self.bias;
-                match pre_relu {
-                    None => wg.0.run(input, out, &Epilogue::Forward { bias, relu }),
-                    Some(pre) => {
-                        assert!(pre.same_shape(out), "pre-ReLU buffer shape");
-                        wg.0.run(input, pre, &Epilogue::Forward { bias, relu: false });
-                        copy_activated(pre, out, relu);
-                    }
-                }
-                return;
+                return wg.0.run(input, out, &Epilogue::Forward { bias, relu })
             }
         };
         let cout = self.cout;
         let row_len = (w + 2) * cout;
         let rows = rows_per_task(w + 2, cout, h + 2);
-        let bias = &self.bias;
-        let run = |t: usize, chunk: &mut [T], pre: Option<&mut [T]>| {
-            let r0 = t * rows;
-            gemm_rows(
-                input.data(),
-                h,
-                w,
-                (self.cin, cout, kernel),
-                chunk,
-                r0,
-                false,
-            );
-            let mut pre = pre;
-            for_each_interior_row(chunk, r0, h, w, cout, |y, px| {
-                // The pre-ReLU buffer shares the chunk's row layout; its border is never written.
-                let pre_px = pre.as_deref_mut().map(|p| {
-                    let o = (y + 1 - r0) * row_len;
-                    &mut p[o + cout..o + (w + 1) * cout]
-                });
-                bias_act(px, bias, relu, pre_px);
+        out.data_mut()
+            .par_chunks_mut(rows * row_len)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let r0 = t * rows;
+                gemm_rows(
+                    input.data(),
+                    h,
+                    w,
+                    (self.cin, cout, kernel),
+                    chunk,
+                    r0,
+                    false,
+                );
+                for_each_interior_row(chunk, r0, h, w, cout, |_, px| bias_act(px, bias, relu));
             });
-        };
-        match pre_relu {
-            None => out
-                .data_mut()
-                .par_chunks_mut(rows * row_len)
-                .enumerate()
-                .for_each(|(t, chunk)| run(t, chunk, None)),
-            Some(pre) => {
-                assert!(pre.same_shape(out), "pre-ReLU buffer shape");
-                out.data_mut()
-                    .par_chunks_mut(rows * row_len)
-                    .zip(pre.data_mut().par_chunks_mut(rows * row_len))
-                    .enumerate()
-                    .for_each(|(t, (chunk, pre))| run(t, chunk, Some(pre)))
-            }
-        }
     }
 
     /// Input gradient: `grad_in = mask ⊙ ((accumulate ? grad_in : 0) + convᵀ(grad_out))`, where
@@ -308,31 +286,11 @@ fn copy_activated<T: Scalar>(pre: &FeatureMap<T>, out: &mut FeatureMap<T>, relu:
         });
 }
 
-fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool, pre: Option<&mut [T]>) {
-    let c = bias.len();
-    match pre {
-        Some(pre) => {
-            for (p, q) in px.chunks_exact_mut(c).zip(pre.chunks_exact_mut(c)) {
-                for ((v, s), &b) in p.iter_mut().zip(q.iter_mut()).zip(bias) {
-                    *s = *v + b;
-                    *v = if relu && *s <= T::ZERO { T::ZERO } else { *s };
-                }
-            }
-        }
-        None if relu => {
-            for p in px.chunks_exact_mut(c) {
-                for (v, &b) in p.iter_mut().zip(bias) {
-                    let s = *v + b;
-                    *v = if s > T::ZERO { s } else { T::ZERO };
-                }
-            }
-        }
-        None => {
-            for p in px.chunks_exact_mut(c) {
-                for (v, &b) in p.iter_mut().zip(bias) {
-                    *v += b;
-                }
-            }
+fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool) {
+    for p in px.chunks_exact_mut(bias.len()) {
+        for (v, &b) in p.iter_mut().zip(bias) {
+            let s = *v + b;
+            *v = if relu && s <= T::ZERO { T::ZERO } else { s };
         }
     }
 }
