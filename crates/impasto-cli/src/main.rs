@@ -3,6 +3,8 @@
 
 mod cli;
 mod commands;
+#[allow(dead_code)]
+mod plot;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

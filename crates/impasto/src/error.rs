@@ -23,6 +23,11 @@ pub enum Error {
     #[error("fetching weights: {0}")]
     Fetch(String),
 
+    /// An image file that cannot be decoded or encoded: not an image, truncated, empty, of an
+    /// unsupported format, or beyond the decoder's limits.
+    #[error("image {}: {message}", path.display())]
+    Image { path: PathBuf, message: String },
+
     /// A layer name that the chosen network does not have.
     #[error("unknown layer `{name}` for {network}; valid layers: {valid}")]
     UnknownLayer {
@@ -50,6 +55,13 @@ impl Error {
 
     pub(crate) fn weights(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Weights {
+            path: path.as_ref().to_path_buf(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn image(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+        Error::Image {
             path: path.as_ref().to_path_buf(),
             message: message.into(),
         }

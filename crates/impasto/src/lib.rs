@@ -43,9 +43,12 @@
 pub mod bench;
 pub mod core;
 pub mod error;
+pub mod image_io;
 pub mod loss;
 pub mod memory;
 pub mod model;
+pub mod optim;
+pub mod transfer;
 pub mod weights;
 
 pub use error::{Error, Result};

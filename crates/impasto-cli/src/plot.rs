@@ -1,0 +1,1 @@
+//! Loss curves as PNG or SVG. (Being written.)

@@ -1,0 +1,1 @@
+//! Reading, resizing and writing images. (Being written.)

@@ -1,0 +1,1 @@
+//! Optimisers over an image's pixels. (Being written.)
