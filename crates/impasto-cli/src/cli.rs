@@ -26,8 +26,213 @@ pub enum Command {
     /// Install, import and list VGG weights.
     #[command(subcommand)]
     Weights(WeightsCommand),
+    /// Repaint a photo in the style of one or more paintings.
+    Transfer(TransferArgs),
+    /// Optimise noise against one loss alone, showing what a layer keeps of an image.
+    #[command(subcommand)]
+    Reconstruct(ReconstructCommand),
     /// Time the engine: forward and forward+backward per iteration, GFLOP/s, peak memory.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    /// The photo to repaint.
+    #[arg(long, value_name = "FILE")]
+    pub content: PathBuf,
+    /// A painting whose style to use; repeat for several (their Gram matrices are blended).
+    #[arg(long = "style", value_name = "FILE", required = true)]
+    pub styles: Vec<PathBuf>,
+    /// Where to write the result (.png or .jpg); never one of the inputs.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Each style image's long side is `--size × --style-scale`.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    pub style_scale: f64,
+    /// Shares of the style images in the blend, comma-separated (default: equal).
+    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    pub style_blend_weights: Option<Vec<f64>>,
+    /// Where to start: content, style, noise, or an image file.
+    #[arg(long, default_value = "content", value_parser = parse_init)]
+    pub init: InitArg,
+    /// α, the weight of the content loss.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64)]
+    pub content_weight: f64,
+    /// β, the weight of the style loss (the paper's α/β = 1e-3).
+    #[arg(long, default_value_t = 1e3, value_parser = non_negative_f64)]
+    pub style_weight: f64,
+    /// Weight of the total-variation smoothing term (0: off).
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
+    pub tv_weight: f64,
+    /// Content layers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "relu4_2", value_name = "LAYER,...")]
+    pub content_layers: Vec<String>,
+    /// Style layers, comma-separated.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+        value_name = "LAYER,..."
+    )]
+    pub style_layers: Vec<String>,
+    /// Weight of each style layer, comma-separated, one per style layer (default: 1/L each).
+    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    pub style_layer_weights: Option<Vec<f64>>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReconstructCommand {
+    /// Find an image whose features at the given layers match the image's (content loss only).
+    Content {
+        /// The image to reconstruct.
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// Layer(s) to match, comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "relu4_2", value_name = "LAYER,...")]
+        layer: Vec<String>,
+        /// Where to write the reconstruction.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Where to start: noise (the paper's), content, style, or an image file.
+        #[arg(long, default_value = "noise", value_parser = parse_init)]
+        init: InitArg,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+    /// Find an image whose Gram matrices at the given layers match the image's (style loss only).
+    Style {
+        /// The painting whose style to reconstruct.
+        #[arg(long, value_name = "FILE")]
+        image: PathBuf,
+        /// Layers whose Gram matrices to match, comma-separated.
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+            value_name = "LAYER,..."
+        )]
+        layers: Vec<String>,
+        /// Where to write the reconstruction.
+        #[arg(long, short, value_name = "FILE")]
+        output: PathBuf,
+        /// Where to start: noise (the paper's), content, style, or an image file.
+        #[arg(long, default_value = "noise", value_parser = parse_init)]
+        init: InitArg,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// What every optimisation run takes: size, optimiser, network, and what to report.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Long side of the working image in pixels; the aspect ratio is kept.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub size: u32,
+    /// Optimiser iterations (0: just write the start image).
+    #[arg(
+        long,
+        default_value_t = 500,
+        allow_negative_numbers = true,
+        value_parser = clap::value_parser!(i64).range(0..=100_000_000)
+    )]
+    pub iterations: i64,
+    /// L-BFGS (the paper's) or Adam.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    pub optimizer: OptimizerArg,
+    /// Step size: L-BFGS's step scale (default 1), or Adam's learning rate on the 0–255 pixel
+    /// scale (default 1).
+    #[arg(long, value_parser = positive_f64)]
+    pub lr: Option<f64>,
+    /// Adam: multiply the learning rate by --lr-decay-factor every N iterations.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub lr_decay_every: Option<u64>,
+    /// Adam: the factor of each decay step, in (0, 1].
+    #[arg(long, default_value_t = 0.5, value_name = "F", value_parser = positive_f64)]
+    pub lr_decay_factor: f64,
+    /// L-BFGS: correction pairs kept (memory: 2 × N × the image's values × 4 bytes).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub lbfgs_history: u32,
+    /// L-BFGS: line search (none: one evaluation per iteration, as neural-style).
+    #[arg(long, value_enum, default_value_t = LineSearchArg::None)]
+    pub line_search: LineSearchArg,
+    /// Seed of the noise start; the same seed and flags give the same image.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Network.
+    #[arg(long, value_enum, default_value_t = Model::Vgg19)]
+    pub model: Model,
+    /// Weights file (default: the installed weights for --model; VGG19's are fetched if missing).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Pooling between blocks (the paper's: avg).
+    #[arg(long, value_enum, default_value_t = PoolingArg::Avg)]
+    pub pooling: PoolingArg,
+    /// Convolution algorithm.
+    #[arg(long, value_enum, default_value_t = AlgorithmArg::Auto)]
+    pub algorithm: AlgorithmArg,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// Write the losses of every iteration as CSV: iteration,elapsed_s,content,style,tv,total.
+    #[arg(long, value_name = "FILE.csv")]
+    pub loss_log: Option<PathBuf>,
+    /// Also write the image every N iterations, next to the output (NAME-iterNNNN.EXT).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub save_every: Option<u64>,
+    /// Draw the loss curves (log scale) to a .png or .svg file.
+    #[arg(long, value_name = "FILE")]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OptimizerArg {
+    Lbfgs,
+    Adam,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LineSearchArg {
+    None,
+    StrongWolfe,
+}
+
+/// `--init`: a keyword or an image file.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InitArg {
+    Content,
+    Style,
+    Noise,
+    File(PathBuf),
+}
+
+fn parse_init(s: &str) -> Result<InitArg, String> {
+    Ok(match s {
+        "content" => InitArg::Content,
+        "style" => InitArg::Style,
+        "noise" => InitArg::Noise,
+        "" => return Err("expected content, style, noise or an image file".into()),
+        path => InitArg::File(PathBuf::from(path)),
+    })
+}
+
+fn positive_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("expected a positive number, got `{s}`")),
+    }
+}
+
+fn non_negative_f64(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number ≥ 0, got `{s}`")),
+    }
 }
 
 #[derive(Subcommand, Debug)]

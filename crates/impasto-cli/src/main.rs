@@ -1,9 +1,9 @@
 //! The `impasto` command: a thin layer over the `impasto` library. Parsing lives in `cli`, each
-//! subcommand in `commands/`. Exit status: 0 done, 2 usage error (clap), 1 any other error.
+//! subcommand in `commands/`. Exit status: 0 done, 2 usage error (clap), 1 any other error, 130
+//! interrupted by Ctrl-C (after writing the best image so far).
 
 mod cli;
 mod commands;
-#[allow(dead_code)]
 mod plot;
 
 use std::io::IsTerminal;
@@ -16,6 +16,10 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<commands::Interrupted>() => {
+            eprintln!("{err:#}");
+            ExitCode::from(130)
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

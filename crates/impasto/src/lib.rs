@@ -40,6 +40,7 @@
 //! # }
 //! ```
 
+pub mod atomic;
 pub mod bench;
 pub mod core;
 pub mod error;

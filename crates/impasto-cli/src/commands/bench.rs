@@ -1,10 +1,10 @@
 use anyhow::Context;
 use impasto::bench::{self, BenchConfig};
-use impasto::core::{Pooling, WinogradTile};
-use impasto::model::{AlgorithmPolicy, Architecture, Vgg, VggOptions};
+use impasto::model::{Vgg, VggOptions};
 use impasto::weights;
 
-use crate::cli::{AlgorithmArg, BenchArgs, Model, PoolingArg};
+use super::options;
+use crate::cli::BenchArgs;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let pool = rayon::ThreadPoolBuilder::new()
@@ -15,11 +15,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 }
 
 fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
-    let arch = architecture(args.model);
-    let pooling = match args.pooling {
-        PoolingArg::Avg => Pooling::Avg,
-        PoolingArg::Max => Pooling::Max,
-    };
+    let arch = options::architecture(args.model);
+    let pooling = options::pooling(args.pooling);
     let (weights, origin) = match &args.weights {
         Some(path) => (weights::load(path)?, path.display().to_string()),
         None => {
@@ -43,12 +40,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     }
     let options = VggOptions {
         pooling,
-        algorithm: match args.algorithm {
-            AlgorithmArg::Auto => AlgorithmPolicy::Auto,
-            AlgorithmArg::Direct => AlgorithmPolicy::Direct,
-            AlgorithmArg::F2 => AlgorithmPolicy::Winograd(WinogradTile::F2),
-            AlgorithmArg::F4 => AlgorithmPolicy::Winograd(WinogradTile::F4),
-        },
+        algorithm: options::algorithm(args.algorithm),
         deepest: Some(arch.parse_layer("relu5_1")?),
     };
     let net: Vgg = Vgg::with_options(&weights, &options)?;
@@ -94,11 +86,4 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
         None => println!("peak memory      unknown on this OS"),
     }
     Ok(())
-}
-
-fn architecture(model: Model) -> Architecture {
-    match model {
-        Model::Vgg16 => Architecture::Vgg16,
-        Model::Vgg19 => Architecture::Vgg19,
-    }
 }

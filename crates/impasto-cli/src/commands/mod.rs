@@ -1,7 +1,14 @@
 //! One module per subcommand; each turns parsed arguments into library calls and prints results.
 
 mod bench;
+mod loss_log;
+mod optimize;
+mod options;
+mod reconstruct;
+mod transfer;
 mod weights;
+
+pub use optimize::Interrupted;
 
 use crate::cli::{Cli, Command};
 
@@ -9,5 +16,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Weights(cmd) => weights::run(cmd),
         Command::Bench(args) => bench::run(&args),
+        Command::Transfer(args) => transfer::run(&args),
+        Command::Reconstruct(cmd) => reconstruct::run(&cmd),
     }
 }

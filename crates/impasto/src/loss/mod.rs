@@ -12,5 +12,5 @@ mod tv;
 
 pub use content::ContentLoss;
 pub use objective::{LossParts, LossWeights, Objective};
-pub use style::StyleLoss;
+pub use style::{normalized_gram, StyleLoss};
 pub use tv::total_variation;

@@ -1,6 +1,20 @@
 //! The transfer engine: targets from the content and style images, the optimisation loop over
 //! the image's pixels, and what each iteration reports.
+//!
+//! A [`Transfer`] is built from weights, a content image, style images and
+//! [`TransferSettings`]; [`Transfer::run`] steps the optimiser and shows each iteration's
+//! [`LossRecord`] to an observer, which can save images, log, draw progress or stop the run. The
+//! paper's reconstructions are transfers with only content layers or only style layers, started
+//! from noise.
 
+mod engine;
+mod noise;
 mod record;
+mod settings;
+mod targets;
 
+pub use engine::{RunSummary, Stop, Transfer};
 pub use record::LossRecord;
+pub use settings::{
+    Init, OptimizerSettings, TransferSettings, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS,
+};

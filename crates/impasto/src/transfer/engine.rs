@@ -1,0 +1,314 @@
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use crate::image_io::{self, Image};
+use crate::loss::{LossParts, Objective};
+use crate::model::{Layer, Vgg, VggOptions, Workspace};
+use crate::optim::Optimizer;
+use crate::weights::VggWeights;
+use crate::{memory, Error, Result};
+
+use super::noise::gaussian_image;
+use super::targets::LayerPlan;
+use super::{Init, LossRecord, TransferSettings};
+
+/// Why [`Transfer::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// All requested iterations ran.
+    Completed,
+    /// The optimiser could make no further progress (zero gradient or vanishing step).
+    Converged,
+    /// The observer asked to stop (e.g. Ctrl-C).
+    Interrupted,
+}
+
+/// The outcome of a run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RunSummary {
+    pub stop: Stop,
+    /// Iterations done in this run.
+    pub iterations: usize,
+    /// The iteration whose image had the lowest total loss, and its losses.
+    pub best_iteration: usize,
+    pub best: LossParts,
+    /// Seconds from the first iteration's start to the end.
+    pub elapsed_s: f64,
+}
+
+/// One style transfer (or reconstruction) in progress: the network, the objective with its
+/// targets, the image being optimised and the best image so far.
+pub struct Transfer {
+    net: Vgg,
+    objective: Objective,
+    ws: Workspace,
+    optimizer: Box<dyn Optimizer>,
+    width: usize,
+    height: usize,
+    /// The content image's alpha at the working size, given back with every output image.
+    alpha: Option<Vec<f32>>,
+    x: Vec<f32>,
+    grad: Vec<f32>,
+    fx: f64,
+    parts: LossParts,
+    best: Vec<f32>,
+    best_parts: LossParts,
+    best_iteration: usize,
+    records: Vec<LossRecord>,
+    started: Option<Instant>,
+}
+
+impl Transfer {
+    /// Prepares a transfer of `styles` onto `content` (both at any size; they are resized per
+    /// `settings`). With no content layers `content` only sets the canvas (size, alpha); with no
+    /// style layers `styles` may be empty. Refuses, before allocating, a size whose memory
+    /// estimate exceeds what the system has available.
+    pub fn new(
+        weights: &VggWeights,
+        content: &Image,
+        styles: &[Image],
+        settings: &TransferSettings,
+    ) -> Result<Self> {
+        if settings.size == 0 {
+            return Err(Error::parameter("size must be at least 1 pixel"));
+        }
+        if !(settings.style_scale.is_finite() && settings.style_scale > 0.0) {
+            return Err(Error::parameter(format!(
+                "style scale must be a positive number, got {}",
+                settings.style_scale
+            )));
+        }
+        if weights.architecture != settings.architecture {
+            return Err(Error::parameter(format!(
+                "the weights are {} but {} was asked for",
+                weights.architecture, settings.architecture
+            )));
+        }
+        let plan = LayerPlan::new(settings, styles.len())?;
+        let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
+        let style_long = (settings.size as f64 * settings.style_scale).round().max(1.0) as usize;
+        let style_sizes: Vec<(usize, usize)> = styles
+            .iter()
+            .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
+            .collect();
+
+        let options = VggOptions {
+            pooling: settings.pooling,
+            algorithm: settings.algorithm,
+            deepest: Some(plan.deepest(settings.architecture)?),
+        };
+        let net: Vgg = Vgg::with_options(weights, &options)?;
+        let needed = memory_estimate(&net, &plan, (width, height), &style_sizes, settings)?;
+        memory::ensure_available(needed, &format!("a {width}×{height} transfer"))?;
+        tracing::info!(
+            "working size {width}×{height}, memory estimate {:.0} MiB",
+            needed as f64 / (1 << 20) as f64
+        );
+
+        let content = image_io::resize(content, width, height)?;
+        let styles = styles
+            .iter()
+            .zip(&style_sizes)
+            .map(|(s, &(w, h))| image_io::resize(s, w, h))
+            .collect::<Result<Vec<_>>>()?;
+        let objective = plan.objective(&net, &content, &styles, settings)?;
+        let ws = net.workspace(height, width, &plan.taps())?;
+        let x = match &settings.init {
+            Init::Content => content.rgb.clone(),
+            Init::Style => match styles.first() {
+                Some(s) => image_io::resize(s, width, height)?.rgb,
+                None => return Err(Error::parameter("a style start needs a style image")),
+            },
+            Init::Noise => gaussian_image(width * height * 3, settings.seed),
+            Init::Image(i) => image_io::resize(i, width, height)?.rgb,
+        };
+        let optimizer = settings.optimizer.build(x.len())?;
+        Ok(Transfer {
+            net,
+            objective,
+            ws,
+            optimizer,
+            width,
+            height,
+            alpha: content.alpha,
+            grad: vec![0.0; x.len()],
+            best: x.clone(),
+            x,
+            fx: f64::INFINITY,
+            parts: LossParts::default(),
+            best_parts: LossParts::default(),
+            best_iteration: 0,
+            records: Vec::new(),
+            started: None,
+        })
+    }
+
+    /// Width and height of the working image.
+    pub fn size(&self) -> (usize, usize) {
+        (self.width, self.height)
+    }
+
+    /// The layers the losses read.
+    pub fn layers(&self) -> Vec<Layer> {
+        self.objective.layers()
+    }
+
+    /// One record per iteration so far, starting with iteration 0 (the start image).
+    pub fn records(&self) -> &[LossRecord] {
+        &self.records
+    }
+
+    /// The image as it is now (with the content's alpha).
+    pub fn image(&self) -> Image {
+        self.to_image(&self.x)
+    }
+
+    /// The image with the lowest total loss so far.
+    pub fn best_image(&self) -> Image {
+        self.to_image(&self.best)
+    }
+
+    /// The iteration that produced [`Transfer::best_image`], and its losses.
+    pub fn best(&self) -> (usize, LossParts) {
+        (self.best_iteration, self.best_parts)
+    }
+
+    fn to_image(&self, rgb: &[f32]) -> Image {
+        Image {
+            width: self.width,
+            height: self.height,
+            rgb: rgb.to_vec(),
+            alpha: self.alpha.clone(),
+        }
+    }
+
+    /// Evaluates the start image: iteration 0's record. [`Transfer::run`] calls it if needed.
+    pub fn start(&mut self) -> Result<LossRecord> {
+        if let Some(first) = self.records.first() {
+            return Ok(*first);
+        }
+        let (net, ws, objective) = (&self.net, &mut self.ws, &mut self.objective);
+        self.parts = objective.evaluate(net, ws, &self.x, &mut self.grad)?;
+        self.fx = self.parts.total;
+        check_finite(&self.parts, 0)?;
+        self.best_parts = self.parts;
+        self.started = Some(Instant::now());
+        let record = LossRecord {
+            iteration: 0,
+            elapsed_s: 0.0,
+            parts: self.parts,
+        };
+        self.records.push(record);
+        Ok(record)
+    }
+
+    /// Runs up to `iterations` optimiser steps. After each one `observer` sees the transfer and
+    /// the iteration's record (iteration 0 included) and may stop the run.
+    pub fn run(
+        &mut self,
+        iterations: usize,
+        mut observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
+    ) -> Result<RunSummary> {
+        let first = self.records.is_empty();
+        let record = self.start()?;
+        let begun = self.records.len() - 1;
+        let started = self.started.unwrap_or_else(Instant::now);
+        let summary = |t: &Transfer, stop| RunSummary {
+            stop,
+            iterations: t.records.len() - 1 - begun,
+            best_iteration: t.best_iteration,
+            best: t.best_parts,
+            elapsed_s: started.elapsed().as_secs_f64(),
+        };
+        if first && observer(self, &record).is_break() {
+            return Ok(summary(self, Stop::Interrupted));
+        }
+        for _ in 0..iterations {
+            let (step, record) = self.step()?;
+            if observer(self, &record).is_break() {
+                return Ok(summary(self, Stop::Interrupted));
+            }
+            if step.converged {
+                return Ok(summary(self, Stop::Converged));
+            }
+        }
+        Ok(summary(self, Stop::Completed))
+    }
+
+    fn step(&mut self) -> Result<(crate::optim::Step, LossRecord)> {
+        let Transfer {
+            net,
+            objective,
+            ws,
+            optimizer,
+            x,
+            grad,
+            fx,
+            parts,
+            ..
+        } = self;
+        // The optimiser's last evaluation is at the point it returns, so `parts` ends up
+        // describing the new image.
+        let mut eval = |at: &[f32], g: &mut [f32]| -> Result<f64> {
+            *parts = objective.evaluate(net, ws, at, g)?;
+            Ok(parts.total)
+        };
+        let step = optimizer.step(x, fx, grad, &mut eval)?;
+        let iteration = self.records.len();
+        check_finite(&self.parts, iteration)?;
+        if self.parts.total < self.best_parts.total {
+            self.best.copy_from_slice(&self.x);
+            self.best_parts = self.parts;
+            self.best_iteration = iteration;
+        }
+        let record = LossRecord {
+            iteration,
+            elapsed_s: self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
+            parts: self.parts,
+        };
+        self.records.push(record);
+        Ok((step, record))
+    }
+}
+
+fn check_finite(parts: &LossParts, iteration: usize) -> Result<()> {
+    if parts.total.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::parameter(format!(
+            "the loss became {} at iteration {iteration} (try a smaller learning rate)",
+            parts.total
+        )))
+    }
+}
+
+/// Bytes a transfer will hold at its peak: kernels, the network's buffers at the working size
+/// (or the largest style image's, while targets are computed), the content targets, the
+/// optimiser's state and the images being optimised.
+fn memory_estimate(
+    net: &Vgg,
+    plan: &LayerPlan,
+    (width, height): (usize, usize),
+    style_sizes: &[(usize, usize)],
+    settings: &TransferSettings,
+) -> Result<u64> {
+    let taps = plan.taps();
+    let f32s = std::mem::size_of::<f32>() as u64;
+    let mut buffers = net.workspace_bytes(height, width, &taps)? as u64;
+    if !plan.style.is_empty() {
+        for &(w, h) in style_sizes {
+            buffers = buffers.max(net.workspace_bytes(h, w, &plan.style)? as u64);
+        }
+    }
+    // Content targets: the content layers' outputs, at most the whole workspace's share of them.
+    let content_targets = if plan.content.is_empty() {
+        0
+    } else {
+        net.workspace_bytes(height, width, &plan.content)? as u64 / 2
+    };
+    let len = width as u64 * height as u64 * 3;
+    // x, its gradient, the best image, and the resized content, style and start images.
+    let images = 6 * len * f32s;
+    let optimizer = settings.optimizer.state_bytes(len as usize) as u64;
+    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer)
+}

@@ -1,0 +1,108 @@
+use crate::core::Pooling;
+use crate::image_io::Image;
+use crate::loss::LossWeights;
+use crate::model::{AlgorithmPolicy, Architecture};
+use crate::optim::{Adam, AdamConfig, Lbfgs, LbfgsConfig, Optimizer};
+
+/// The paper's content layer.
+pub const PAPER_CONTENT_LAYERS: &[&str] = &["relu4_2"];
+/// The paper's style layers, each weighted 1/5.
+pub const PAPER_STYLE_LAYERS: &[&str] = &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"];
+
+/// Where the optimisation starts.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Init {
+    /// The content photo: converges fastest and looks best (Gatys et al., fig. 6).
+    Content,
+    /// The (first) style image, resized to the working size.
+    Style,
+    /// Gaussian noise around mid-grey, from the run's seed.
+    Noise,
+    /// A given image, resized to the working size.
+    Image(Image),
+}
+
+/// Everything that defines a transfer besides the images and the optimiser.
+#[derive(Clone, Debug)]
+pub struct TransferSettings {
+    /// Long side of the working image; the content keeps its aspect ratio.
+    pub size: usize,
+    /// Each style image is resized so its long side is `size × style_scale`.
+    pub style_scale: f64,
+    pub architecture: Architecture,
+    pub pooling: Pooling,
+    pub algorithm: AlgorithmPolicy,
+    /// Content layers (names like `relu4_2`); empty: no content loss.
+    pub content_layers: Vec<String>,
+    /// Style layers; empty: no style loss.
+    pub style_layers: Vec<String>,
+    /// w_l per style layer; `None`: 1/L each, as in the paper.
+    pub style_layer_weights: Option<Vec<f64>>,
+    /// Share of each style image in the blended target; `None`: equal shares.
+    pub style_blend_weights: Option<Vec<f64>>,
+    /// α, β and the TV weight.
+    pub weights: LossWeights,
+    pub init: Init,
+    pub optimizer: OptimizerSettings,
+    /// Seeds the noise start; the same seed and settings give the same image.
+    pub seed: u64,
+}
+
+impl Default for TransferSettings {
+    /// The paper's setting: VGG19 with average pooling, content relu4_2, style relu1_1…relu5_1,
+    /// α/β = 1e-3, starting from the content image, at 512 px.
+    fn default() -> Self {
+        TransferSettings {
+            size: 512,
+            style_scale: 1.0,
+            architecture: Architecture::Vgg19,
+            pooling: Pooling::Avg,
+            algorithm: AlgorithmPolicy::Auto,
+            content_layers: names(PAPER_CONTENT_LAYERS),
+            style_layers: names(PAPER_STYLE_LAYERS),
+            style_layer_weights: None,
+            style_blend_weights: None,
+            weights: LossWeights::default(),
+            init: Init::Content,
+            optimizer: OptimizerSettings::default(),
+            seed: 0,
+        }
+    }
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// The optimiser and its settings.
+#[derive(Clone, Debug)]
+pub enum OptimizerSettings {
+    /// The paper's choice, and the default.
+    Lbfgs(LbfgsConfig),
+    Adam(AdamConfig),
+}
+
+impl Default for OptimizerSettings {
+    fn default() -> Self {
+        OptimizerSettings::Lbfgs(LbfgsConfig::default())
+    }
+}
+
+impl OptimizerSettings {
+    /// A fresh optimiser over `len` values.
+    pub fn build(&self, len: usize) -> crate::Result<Box<dyn Optimizer>> {
+        Ok(match self {
+            OptimizerSettings::Lbfgs(c) => Box::new(Lbfgs::new(len, c.clone())?),
+            OptimizerSettings::Adam(c) => Box::new(Adam::new(len, c.clone())?),
+        })
+    }
+
+    /// What the optimiser's state takes at most, for the memory estimate.
+    pub fn state_bytes(&self, len: usize) -> usize {
+        match self {
+            OptimizerSettings::Lbfgs(c) => Lbfgs::history_bytes(len, c.history) + 2 * len * 4,
+            // The two moment estimates.
+            OptimizerSettings::Adam(_) => 2 * len * 4,
+        }
+    }
+}
