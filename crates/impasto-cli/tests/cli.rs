@@ -1,29 +1,11 @@
 //! The `impasto` binary as a user runs it: exit status 0 done, 2 usage error, 1 other error, and
 //! a message that names the problem. Every run gets its own empty IMPASTO_HOME.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn shared() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
-}
+use std::path::PathBuf;
 
-fn impasto(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_impasto"))
-        .args(args)
-        .env("IMPASTO_HOME", home)
-        .env_remove("IMPASTO_LOG")
-        .output()
-        .expect("running impasto")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::{impasto, shared, stderr, stdout};
 
 #[test]
 fn import_then_list_a_torchvision_checkpoint() {

@@ -22,12 +22,17 @@ pub fn write_atomic(
         .file_name()
         .ok_or_else(|| Error::parameter(format!("{} is not a file name", path.display())))?;
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
+        std::process::id(),
+        unique()
     ));
     let result = (|| {
-        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
         let mut w = BufWriter::new(file);
         write(&mut w)?;
         let file = w
@@ -40,6 +45,18 @@ pub fn write_atomic(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// A number no other call in this process returns, and unlikely in another: for temporary
+/// names that must not collide.
+pub(crate) fn unique() -> u128 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (nanos << 16) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// [`write_atomic`] of a byte string.

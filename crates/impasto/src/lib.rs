@@ -49,6 +49,8 @@ pub mod loss;
 pub mod memory;
 pub mod model;
 pub mod optim;
+mod pip;
+pub mod samples;
 pub mod transfer;
 pub mod weights;
 

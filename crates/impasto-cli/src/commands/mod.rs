@@ -5,6 +5,7 @@ mod loss_log;
 mod optimize;
 mod options;
 mod reconstruct;
+mod samples;
 mod transfer;
 mod weights;
 
@@ -18,5 +19,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Transfer(args) => transfer::run(&args),
         Command::Reconstruct(cmd) => reconstruct::run(&cmd),
+        Command::Samples(cmd) => samples::run(&cmd),
     }
 }

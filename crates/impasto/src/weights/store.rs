@@ -268,48 +268,12 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
     write_atomically(path, &bytes)
 }
 
-/// Writes `bytes` to a fresh temporary file beside `path`, syncs it and renames it over `path`.
+/// Creates the cache directory if needed, then writes `bytes` atomically.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let file_name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| Error::parameter(format!("{} is not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{file_name}.{}.{}.tmp",
-        std::process::id(),
-        unique()
-    ));
-    let result = (|| {
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
-        f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
-        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
-        drop(f);
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     }
-    result
-}
-
-/// A number unlikely to repeat within this process or across processes.
-pub(crate) fn unique() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    (nanos << 16) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
+    crate::atomic::write_bytes_atomic(path, bytes)
 }
 
 /// Checks the `__metadata__` of one of our files.
