@@ -20,8 +20,10 @@
 //! an interrupted run never leaves a half-written output or clobbers a previous good one.
 
 mod load;
+mod resize;
 
 pub use load::{load, load_with_limits};
+pub use resize::{fit_long_side, resize};
 
 use crate::{Error, Result};
 
