@@ -21,9 +21,11 @@
 
 mod load;
 mod resize;
+mod save;
 
 pub use load::{load, load_with_limits};
 pub use resize::{fit_long_side, resize};
+pub use save::{check_output_path, save};
 
 use crate::{Error, Result};
 
