@@ -1,1 +1,0 @@
-//! Reading, resizing and writing images. (Being written.)
