@@ -273,6 +273,34 @@ mod tests {
     }
 
     #[test]
+    fn when_no_trial_is_accepted_the_start_is_evaluated_last() {
+        // The slope at 0 claims descent, but every t > 0 is higher: the search ends at t = 0,
+        // which it must evaluate again so that the last evaluation is at the returned point.
+        let mut last = f32::NAN;
+        let mut eval = |x: &[f32], g: &mut [f32]| {
+            last = x[0];
+            g[0] = 1.0;
+            Ok(if x[0] == 0.0 { 0.0 } else { 1.0 + x[0] as f64 })
+        };
+        let (mut x, mut g) = ([5.0f32], [0.0f32]);
+        let mut sums = Sums::new(1);
+        let r = strong_wolfe(
+            &mut x,
+            &mut g,
+            &[0.0],
+            &[1.0],
+            0.0,
+            -1.0,
+            1.0,
+            &mut eval,
+            &mut sums,
+        )
+        .unwrap();
+        assert_eq!((r.t, r.f, x[0], last), (0.0, 0.0, 0.0, 0.0));
+        assert!(r.evaluations >= 2);
+    }
+
+    #[test]
     fn non_finite_values_are_backed_away_from() {
         // f is infinite beyond t = 2 along d; its minimum along d is at t = 1.
         let x0 = [0.0f32];
