@@ -366,7 +366,7 @@ fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
     let out = dir.path().join("out.png");
     let log = dir.path().join("loss.csv");
     let home = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_impasto"))
+    let child = Command::new(env!("CARGO_BIN_EXE_impasto"))
         .args([
             "transfer",
             "--content",

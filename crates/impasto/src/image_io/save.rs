@@ -1,9 +1,8 @@
 //! Encoding to PNG or JPEG and writing the file atomically.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
@@ -32,7 +31,7 @@ pub fn save(image: &Image, path: &Path) -> Result<()> {
     let format = check_output(path)?;
     let bytes = encode(image, format)
         .map_err(|message| Error::image(path, format!("encoding failed: {message}")))?;
-    write_atomically(path, &bytes)
+    crate::atomic::write_bytes_atomic(path, &bytes)
 }
 
 /// Checks an output path can be written in that format, so that a typo in `--output` fails in
@@ -140,46 +139,6 @@ fn encode(image: &Image, format: Format) -> std::result::Result<Vec<u8>, String>
     };
     result.map_err(|e| e.to_string())?;
     Ok(out)
-}
-
-/// Distinguishes temporary files of concurrent saves within one process.
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Writes `bytes` to a hidden sibling of `path` and renames it over `path`.
-///
-/// The temporary file is created with the process's normal permissions (not the 0600 of
-/// `tempfile`), so the output ends up readable like any other file the user creates.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path.file_name().ok_or_else(|| {
-        Error::parameter(format!("cannot write {}: not a file name", path.display()))
-    })?;
-    let temp = parent_dir(path).join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let mut created = false;
-    let result = (|| -> io::Result<()> {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        created = true;
-        file.write_all(bytes)?;
-        // On disk before the rename, so a crash leaves the old file or the new one, never an
-        // empty one.
-        file.sync_all()?;
-        drop(file);
-        fs::rename(&temp, path)
-    })();
-    if let Err(e) = result {
-        if created {
-            let _ = fs::remove_file(&temp);
-        }
-        return Err(Error::io(path, e));
-    }
-    Ok(())
 }
 
 #[cfg(test)]
