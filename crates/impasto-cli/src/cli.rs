@@ -78,7 +78,12 @@ pub struct TransferArgs {
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
     pub tv_weight: f64,
     /// Content layers, comma-separated.
-    #[arg(long, value_delimiter = ',', default_value = "relu4_2", value_name = "LAYER,...")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "relu4_2",
+        value_name = "LAYER,..."
+    )]
     pub content_layers: Vec<String>,
     /// Style layers, comma-separated.
     #[arg(
@@ -103,7 +108,12 @@ pub enum ReconstructCommand {
         #[arg(long, value_name = "FILE")]
         image: PathBuf,
         /// Layer(s) to match, comma-separated.
-        #[arg(long, value_delimiter = ',', default_value = "relu4_2", value_name = "LAYER,...")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "relu4_2",
+            value_name = "LAYER,..."
+        )]
         layer: Vec<String>,
         /// Where to write the reconstruction.
         #[arg(long, short, value_name = "FILE")]
@@ -401,7 +411,15 @@ mod tests {
     }
 
     fn transfer(args: &[&str]) -> Result<TransferArgs, clap::Error> {
-        let base = ["transfer", "--content", "c.jpg", "--style", "s.jpg", "-o", "o.png"];
+        let base = [
+            "transfer",
+            "--content",
+            "c.jpg",
+            "--style",
+            "s.jpg",
+            "-o",
+            "o.png",
+        ];
         let all: Vec<&str> = base.iter().chain(args).copied().collect();
         match parse(&all)?.command {
             Command::Transfer(t) => Ok(t),
@@ -413,7 +431,10 @@ mod tests {
     fn transfer_defaults_follow_the_paper() {
         let t = transfer(&[]).unwrap();
         assert_eq!(t.styles, [PathBuf::from("s.jpg")]);
-        assert_eq!((t.content_weight, t.style_weight, t.tv_weight), (1.0, 1e3, 0.0));
+        assert_eq!(
+            (t.content_weight, t.style_weight, t.tv_weight),
+            (1.0, 1e3, 0.0)
+        );
         assert_eq!(t.content_layers, ["relu4_2"]);
         assert_eq!(
             t.style_layers,
@@ -422,20 +443,55 @@ mod tests {
         assert_eq!(t.init, InitArg::Content);
         assert_eq!(t.style_scale, 1.0);
         let r = &t.run;
-        assert_eq!((r.size, r.iterations, r.optimizer), (512, 500, OptimizerArg::Lbfgs));
-        assert_eq!((r.model, r.pooling, r.lbfgs_history), (Model::Vgg19, PoolingArg::Avg, 100));
+        assert_eq!(
+            (r.size, r.iterations, r.optimizer),
+            (512, 500, OptimizerArg::Lbfgs)
+        );
+        assert_eq!(
+            (r.model, r.pooling, r.lbfgs_history),
+            (Model::Vgg19, PoolingArg::Avg, 100)
+        );
         assert!(r.lr.is_none() && r.loss_log.is_none() && r.plot.is_none() && !r.quiet);
     }
 
     #[test]
     fn transfer_flags_parse() {
         let t = transfer(&[
-            "--style", "t.png", "--init", "noise", "--style-layers", "relu1_1,relu2_1",
-            "--style-layer-weights", "0.25,0.75", "--size", "300", "--iterations", "0",
-            "--optimizer", "adam", "--lr", "2", "--lr-decay-every", "100",
-            "--lr-decay-factor", "0.3", "--seed", "9", "--pooling", "max", "--model", "vgg16",
-            "--tv-weight", "1e-3", "--save-every", "10", "--loss-log", "l.csv", "--plot",
-            "p.svg", "--quiet",
+            "--style",
+            "t.png",
+            "--init",
+            "noise",
+            "--style-layers",
+            "relu1_1,relu2_1",
+            "--style-layer-weights",
+            "0.25,0.75",
+            "--size",
+            "300",
+            "--iterations",
+            "0",
+            "--optimizer",
+            "adam",
+            "--lr",
+            "2",
+            "--lr-decay-every",
+            "100",
+            "--lr-decay-factor",
+            "0.3",
+            "--seed",
+            "9",
+            "--pooling",
+            "max",
+            "--model",
+            "vgg16",
+            "--tv-weight",
+            "1e-3",
+            "--save-every",
+            "10",
+            "--loss-log",
+            "l.csv",
+            "--plot",
+            "p.svg",
+            "--quiet",
         ])
         .unwrap();
         assert_eq!(t.styles.len(), 2);
@@ -443,10 +499,16 @@ mod tests {
         assert_eq!(t.style_layer_weights, Some(vec![0.25, 0.75]));
         let r = &t.run;
         assert_eq!((r.size, r.iterations, r.seed), (300, 0, 9));
-        assert_eq!((r.optimizer, r.lr, r.lr_decay_every), (OptimizerArg::Adam, Some(2.0), Some(100)));
+        assert_eq!(
+            (r.optimizer, r.lr, r.lr_decay_every),
+            (OptimizerArg::Adam, Some(2.0), Some(100))
+        );
         assert_eq!((r.pooling, r.model), (PoolingArg::Max, Model::Vgg16));
         assert!(r.quiet && r.save_every == Some(10));
-        assert_eq!(transfer(&["--init", "start.png"]).unwrap().init, InitArg::File("start.png".into()));
+        assert_eq!(
+            transfer(&["--init", "start.png"]).unwrap().init,
+            InitArg::File("start.png".into())
+        );
     }
 
     #[test]
@@ -464,20 +526,33 @@ mod tests {
             let err = transfer(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
-        assert!(parse(&["transfer", "--content", "c.jpg", "-o", "o.png"]).is_err(), "style required");
+        assert!(
+            parse(&["transfer", "--content", "c.jpg", "-o", "o.png"]).is_err(),
+            "style required"
+        );
     }
 
     #[test]
     fn reconstructions_default_to_noise_and_the_papers_layers() {
         let Command::Reconstruct(ReconstructCommand::Content { layer, init, .. }) =
-            parse(&["reconstruct", "content", "--image", "a.jpg", "-o", "b.png"]).unwrap().command
+            parse(&["reconstruct", "content", "--image", "a.jpg", "-o", "b.png"])
+                .unwrap()
+                .command
         else {
             panic!("not reconstruct content")
         };
         assert_eq!((layer, init), (vec!["relu4_2".to_string()], InitArg::Noise));
         let Command::Reconstruct(ReconstructCommand::Style { layers, run, .. }) = parse(&[
-            "reconstruct", "style", "--image", "a.jpg", "--layers", "relu1_1,relu2_1", "-o",
-            "b.png", "--size", "128",
+            "reconstruct",
+            "style",
+            "--image",
+            "a.jpg",
+            "--layers",
+            "relu1_1,relu2_1",
+            "-o",
+            "b.png",
+            "--size",
+            "128",
         ])
         .unwrap()
         .command

@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use common::{impasto, shared, stderr, stdout};
 

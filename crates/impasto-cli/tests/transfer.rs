@@ -54,7 +54,11 @@ fn style_loss_falls_tenfold_in_100_lbfgs_iterations_at_128px() {
 
     let (header, rows) = read_loss_log(&log);
     assert_eq!(header, "iteration,elapsed_s,content,style,tv,total");
-    assert_eq!(rows.len(), 101, "a row for iteration 0 and one per iteration");
+    assert_eq!(
+        rows.len(),
+        101,
+        "a row for iteration 0 and one per iteration"
+    );
     for (i, r) in rows.iter().enumerate() {
         assert_eq!(r[0] as usize, i);
         // total = α·content + β·style with the defaults α = 1, β = 1e3.
@@ -151,7 +155,11 @@ fn style_reconstruction_from_noise_matches_the_paintings_statistics() {
     assert!(first / last >= 100.0, "style loss {first:e} → {last:e}");
     assert!(rows.iter().all(|r| r[2] == 0.0), "no content loss");
     let img = image::open(&out).unwrap();
-    assert_eq!((img.width(), img.height()), (64, 40), "starry_night is 1024×640");
+    assert_eq!(
+        (img.width(), img.height()),
+        (64, 40),
+        "starry_night is 1024×640"
+    );
 }
 
 #[test]
@@ -220,7 +228,11 @@ fn odd_but_valid_images_just_work() {
     let dot = write(
         d,
         "dot.png",
-        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(1, 1, image::Rgb([200, 30, 30]))),
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+            1,
+            1,
+            image::Rgb([200, 30, 30]),
+        )),
     );
     let style = image("the_scream.jpg");
     for (content, name) in [
@@ -395,7 +407,10 @@ fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
     let first = dir.path().join("out-iter000002.png");
     let start = std::time::Instant::now();
     while !first.exists() {
-        assert!(start.elapsed().as_secs() < 120, "no iteration within 2 minutes");
+        assert!(
+            start.elapsed().as_secs() < 120,
+            "no iteration within 2 minutes"
+        );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let killed = Command::new("kill")

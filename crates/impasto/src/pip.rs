@@ -85,8 +85,7 @@ pub(crate) fn download(
         let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
         return Err(Error::Fetch(format!(
             "`{shown} download {}` failed ({}):\n  {tail}\n{hint}",
-            requirement,
-            output.status
+            requirement, output.status
         )));
     }
     Err(Error::Fetch(format!(
@@ -125,7 +124,11 @@ pub(crate) struct TempDir(PathBuf);
 
 impl TempDir {
     pub(crate) fn new(parent: &Path) -> Result<TempDir> {
-        let path = parent.join(format!(".fetch-{}-{}", std::process::id(), crate::atomic::unique()));
+        let path = parent.join(format!(
+            ".fetch-{}-{}",
+            std::process::id(),
+            crate::atomic::unique()
+        ));
         std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
         Ok(TempDir(path))
     }

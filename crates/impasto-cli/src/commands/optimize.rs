@@ -31,8 +31,6 @@ pub struct Job<'a> {
     pub styles: Vec<Image>,
     pub settings: TransferSettings,
     pub output: &'a Path,
-    /// Files the job reads: no output may be one of them.
-    pub inputs: Vec<&'a Path>,
     pub run: &'a RunArgs,
     /// What the plot's title says the run was.
     pub title: String,
@@ -197,10 +195,9 @@ fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template(
-        "{bar:30.cyan/blue} {pos}/{len} {msg}  {per_sec} ETA {eta}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} {msg}  {per_sec} ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(500));
     bar

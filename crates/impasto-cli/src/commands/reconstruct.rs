@@ -33,9 +33,25 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
     optimize::check_outputs(output, run, &inputs)?;
     let image = image_io::load(image_path)?;
     let (content_layers, style_layers, weights) = if is_content {
-        (layers.clone(), Vec::new(), LossWeights { content: 1.0, style: 0.0, tv: 0.0 })
+        (
+            layers.clone(),
+            Vec::new(),
+            LossWeights {
+                content: 1.0,
+                style: 0.0,
+                tv: 0.0,
+            },
+        )
     } else {
-        (Vec::new(), layers.clone(), LossWeights { content: 0.0, style: 1.0, tv: 0.0 })
+        (
+            Vec::new(),
+            layers.clone(),
+            LossWeights {
+                content: 0.0,
+                style: 1.0,
+                tv: 0.0,
+            },
+        )
     };
     let settings = TransferSettings {
         content_layers,
@@ -44,7 +60,11 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
         init: init(init_arg)?,
         ..base_settings(run)
     };
-    let styles = if is_content { Vec::new() } else { vec![image.clone()] };
+    let styles = if is_content {
+        Vec::new()
+    } else {
+        vec![image.clone()]
+    };
     let title = format!(
         "{} reconstruction of {} from {}",
         if is_content { "content" } else { "style" },
@@ -56,7 +76,6 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
         styles,
         settings,
         output,
-        inputs,
         run,
         title,
     })

@@ -38,12 +38,15 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
         styles,
         settings,
         output: &args.output,
-        inputs,
         run: &args.run,
         title: format!(
             "{} in the style of {}",
             file_name(&args.content),
-            args.styles.iter().map(|p| file_name(p)).collect::<Vec<_>>().join(" + ")
+            args.styles
+                .iter()
+                .map(|p| file_name(p))
+                .collect::<Vec<_>>()
+                .join(" + ")
         ),
     })
 }

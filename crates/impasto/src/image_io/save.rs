@@ -307,7 +307,7 @@ mod tests {
         let dir_dest = d.path().join("taken.png");
         fs::create_dir(&dir_dest).unwrap();
         fs::write(dir_dest.join("keep"), b"x").unwrap();
-        let err = write_atomically(&dir_dest, b"data").unwrap_err();
+        let err = crate::atomic::write_bytes_atomic(&dir_dest, b"data").unwrap_err();
         assert!(matches!(err, Error::Io { .. }), "{err:?}");
         assert_eq!(entries(d.path()), ["out.jpg", "taken.png"]);
     }

@@ -86,7 +86,9 @@ impl Transfer {
         }
         let plan = LayerPlan::new(settings, styles.len())?;
         let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
-        let style_long = (settings.size as f64 * settings.style_scale).round().max(1.0) as usize;
+        let style_long = (settings.size as f64 * settings.style_scale)
+            .round()
+            .max(1.0) as usize;
         let style_sizes: Vec<(usize, usize)> = styles
             .iter()
             .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
