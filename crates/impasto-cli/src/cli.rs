@@ -178,8 +178,9 @@ pub struct RunArgs {
     /// L-BFGS: correction pairs kept (memory: 2 × N × the image's values × 4 bytes).
     #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub lbfgs_history: u32,
-    /// L-BFGS: line search (none: one evaluation per iteration, as neural-style).
-    #[arg(long, value_enum, default_value_t = LineSearchArg::None)]
+    /// L-BFGS: line search. strong-wolfe (PyTorch's) keeps every step downhill; none (Torch7's,
+    /// one evaluation per iteration) overshoots on the paper's unnormalised losses.
+    #[arg(long, value_enum, default_value_t = LineSearchArg::StrongWolfe)]
     pub line_search: LineSearchArg,
     /// Seed of the noise start; the same seed and flags give the same image.
     #[arg(long, default_value_t = 0)]
