@@ -115,14 +115,8 @@ pub enum ReconstructCommand {
             value_name = "LAYER,..."
         )]
         layer: Vec<String>,
-        /// Where to write the reconstruction.
-        #[arg(long, short, value_name = "FILE")]
-        output: PathBuf,
-        /// Where to start: noise (the paper's), content, style, or an image file.
-        #[arg(long, default_value = "noise", value_parser = parse_init)]
-        init: InitArg,
         #[command(flatten)]
-        run: RunArgs,
+        common: ReconstructArgs,
     },
     /// Find an image whose Gram matrices at the given layers match the image's (style loss only).
     Style {
@@ -137,15 +131,22 @@ pub enum ReconstructCommand {
             value_name = "LAYER,..."
         )]
         layers: Vec<String>,
-        /// Where to write the reconstruction.
-        #[arg(long, short, value_name = "FILE")]
-        output: PathBuf,
-        /// Where to start: noise (the paper's), content, style, or an image file.
-        #[arg(long, default_value = "noise", value_parser = parse_init)]
-        init: InitArg,
         #[command(flatten)]
-        run: RunArgs,
+        common: ReconstructArgs,
     },
+}
+
+/// What both reconstructions take besides the image and layers.
+#[derive(Args, Debug)]
+pub struct ReconstructArgs {
+    /// Where to write the reconstruction.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: PathBuf,
+    /// Where to start: noise (the paper's), content, style, or an image file.
+    #[arg(long, default_value = "noise", value_parser = parse_init)]
+    pub init: InitArg,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// What every optimisation run takes: size, optimiser, network, and what to report.
@@ -560,7 +561,7 @@ mod tests {
         else {
             panic!("not reconstruct style")
         };
-        assert_eq!((layers.len(), run.size), (2, 128));
+        assert_eq!((layers.len(), common.run.size), (2, 128));
     }
 
     #[test]

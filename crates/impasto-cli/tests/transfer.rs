@@ -25,6 +25,41 @@ fn run(args: &[&str]) -> std::process::Output {
     impasto(home.path(), &all)
 }
 
+/// `impasto reconstruct KIND` at 64 px.
+fn reconstruct(
+    kind: &str,
+    image: &Path,
+    layers: &str,
+    out: &Path,
+    iterations: u32,
+    log: Option<&Path>,
+) -> std::process::Output {
+    let layers_flag = if kind == "content" {
+        "--layer"
+    } else {
+        "--layers"
+    };
+    let iterations = iterations.to_string();
+    let mut args = vec![
+        "reconstruct",
+        kind,
+        "--image",
+        s(image),
+        layers_flag,
+        layers,
+        "--output",
+        s(out),
+        "--size",
+        "64",
+        "--iterations",
+        &iterations,
+    ];
+    if let Some(log) = log {
+        args.extend(["--loss-log", s(log)]);
+    }
+    run(&args)
+}
+
 #[test]
 fn style_loss_falls_tenfold_in_100_lbfgs_iterations_at_128px() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,22 +125,7 @@ fn content_reconstruction_from_noise_recovers_the_photo() {
     let out = dir.path().join("content.png");
     let log = dir.path().join("loss.csv");
     let photo = image("tubingen.jpg");
-    let o = run(&[
-        "reconstruct",
-        "content",
-        "--image",
-        s(&photo),
-        "--layer",
-        "relu2_2",
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-        "--iterations",
-        "80",
-        "--loss-log",
-        s(&log),
-    ]);
+    let o = reconstruct("content", &photo, "relu2_2", &out, 80, Some(&log));
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, rows) = read_loss_log(&log);
     let (first, last) = (rows[0][2], rows.last().unwrap()[2]);
@@ -114,18 +134,7 @@ fn content_reconstruction_from_noise_recovers_the_photo() {
 
     // The reconstruction is much closer to the photo than the noise it started from.
     let start = dir.path().join("start.png");
-    let o = run(&[
-        "reconstruct",
-        "content",
-        "--image",
-        s(&photo),
-        "--output",
-        s(&start),
-        "--size",
-        "64",
-        "--iterations",
-        "0",
-    ]);
+    let o = reconstruct("content", &photo, "relu2_2", &start, 0, None);
     assert!(o.status.success(), "{}", stderr(&o));
     let want = image::open(&photo)
         .unwrap()
@@ -152,22 +161,15 @@ fn style_reconstruction_from_noise_matches_the_paintings_statistics() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("style.png");
     let log = dir.path().join("loss.csv");
-    let o = run(&[
-        "reconstruct",
+    let painting = image("starry_night.jpg");
+    let o = reconstruct(
         "style",
-        "--image",
-        s(&image("starry_night.jpg")),
-        "--layers",
+        &painting,
         "relu1_1,relu2_1,relu3_1",
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-        "--iterations",
-        "80",
-        "--loss-log",
-        s(&log),
-    ]);
+        &out,
+        80,
+        Some(&log),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, rows) = read_loss_log(&log);
     let (first, last) = (rows[0][3], rows.last().unwrap()[3]);

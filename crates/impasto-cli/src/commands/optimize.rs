@@ -129,8 +129,9 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     if !run.quiet {
         let per_iter = summary.elapsed_s / summary.iterations.max(1) as f64;
         eprintln!(
-            "{} iterations in {:.1} s ({:.3} s/iteration); best loss {:.4e} at iteration {}; wrote {}",
+            "{} iterations ({} evaluations) in {:.1} s ({:.3} s/iteration); best loss {:.4e} at iteration {}; wrote {}",
             summary.iterations,
+            summary.evaluations,
             summary.elapsed_s,
             per_iter,
             summary.best.total,

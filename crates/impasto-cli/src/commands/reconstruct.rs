@@ -10,22 +10,19 @@ use super::transfer::{base_settings, file_name, init};
 use crate::cli::{InitArg, ReconstructCommand};
 
 pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
-    let (image_path, layers, output, init_arg, run, is_content) = match cmd {
+    let (image_path, layers, common, is_content) = match cmd {
         ReconstructCommand::Content {
             image,
             layer,
-            output,
-            init,
-            run,
-        } => (image, layer, output, init, run, true),
+            common,
+        } => (image, layer, common, true),
         ReconstructCommand::Style {
             image,
             layers,
-            output,
-            init,
-            run,
-        } => (image, layers, output, init, run, false),
+            common,
+        } => (image, layers, common, false),
     };
+    let (output, init_arg, run) = (&common.output, &common.init, &common.run);
     let mut inputs = vec![image_path.as_path()];
     if let InitArg::File(p) = init_arg {
         inputs.push(p);

@@ -29,6 +29,9 @@ pub struct RunSummary {
     pub stop: Stop,
     /// Iterations done in this run.
     pub iterations: usize,
+    /// Evaluations of the loss and its gradient in this run (the line search may make more
+    /// than one per iteration), the start image's included when this run made it.
+    pub evaluations: usize,
     /// The iteration whose image had the lowest total loss, and its losses.
     pub best_iteration: usize,
     pub best: LossParts,
@@ -40,7 +43,7 @@ pub struct RunSummary {
 /// targets, the image being optimised and the best image so far.
 pub struct Transfer {
     net: Vgg,
-    objective: Objective,
+    pub(super) objective: Objective,
     ws: Workspace,
     optimizer: Box<dyn Optimizer>,
     width: usize,
@@ -56,6 +59,7 @@ pub struct Transfer {
     best_iteration: usize,
     records: Vec<LossRecord>,
     started: Option<Instant>,
+    evaluations: usize,
 }
 
 impl Transfer {
@@ -108,15 +112,17 @@ impl Transfer {
         );
 
         let content = image_io::resize(content, width, height)?;
-        let styles = styles
+        let resized_styles = styles
             .iter()
             .zip(&style_sizes)
             .map(|(s, &(w, h))| image_io::resize(s, w, h))
             .collect::<Result<Vec<_>>>()?;
-        let objective = plan.objective(&net, &content, &styles, settings)?;
+        let objective = plan.objective(&net, &content, &resized_styles, settings)?;
+        drop(resized_styles);
         let ws = net.workspace(height, width, &plan.taps())?;
         let x = match &settings.init {
             Init::Content => content.rgb.clone(),
+            // From the original, not the style-sized copy: one resampling, not two.
             Init::Style => match styles.first() {
                 Some(s) => image_io::resize(s, width, height)?.rgb,
                 None => return Err(Error::parameter("a style start needs a style image")),
@@ -142,6 +148,7 @@ impl Transfer {
             best_iteration: 0,
             records: Vec::new(),
             started: None,
+            evaluations: 0,
         })
     }
 
@@ -192,6 +199,7 @@ impl Transfer {
         let (net, ws, objective) = (&self.net, &mut self.ws, &mut self.objective);
         self.parts = objective.evaluate(net, ws, &self.x, &mut self.grad)?;
         self.fx = self.parts.total;
+        self.evaluations += 1;
         check_finite(&self.parts, 0)?;
         self.best_parts = self.parts;
         self.started = Some(Instant::now());
@@ -212,12 +220,14 @@ impl Transfer {
         mut observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
     ) -> Result<RunSummary> {
         let first = self.records.is_empty();
+        let evaluations_before = if first { 0 } else { self.evaluations };
         let record = self.start()?;
         let begun = self.records.len() - 1;
         let started = self.started.unwrap_or_else(Instant::now);
         let summary = |t: &Transfer, stop| RunSummary {
             stop,
             iterations: t.records.len() - 1 - begun,
+            evaluations: t.evaluations - evaluations_before,
             best_iteration: t.best_iteration,
             best: t.best_parts,
             elapsed_s: started.elapsed().as_secs_f64(),
@@ -256,7 +266,13 @@ impl Transfer {
             Ok(parts.total)
         };
         let step = optimizer.step(x, fx, grad, &mut eval)?;
+        self.evaluations += step.evaluations;
         let iteration = self.records.len();
+        tracing::debug!(
+            "iteration {iteration}: loss {:.6e}, {} evaluation(s)",
+            self.parts.total,
+            step.evaluations
+        );
         check_finite(&self.parts, iteration)?;
         if self.parts.total < self.best_parts.total {
             self.best.copy_from_slice(&self.x);

@@ -18,3 +18,6 @@ pub use record::LossRecord;
 pub use settings::{
     Init, OptimizerSettings, TransferSettings, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS,
 };
+
+#[cfg(test)]
+mod tests;

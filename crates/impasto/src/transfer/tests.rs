@@ -1,0 +1,306 @@
+//! The engine on small random networks: settings are checked, losses fall, the best image is
+//! kept, observers can stop a run, and sizes that cannot fit are refused before allocating.
+
+use std::ops::ControlFlow;
+
+use super::*;
+use crate::bench::random_weights;
+use crate::image_io::Image;
+use crate::loss::LossWeights;
+use crate::model::Architecture;
+use crate::optim::{AdamConfig, LbfgsConfig};
+use crate::weights::VggWeights;
+use crate::Error;
+
+fn weights() -> &'static VggWeights {
+    static W: std::sync::OnceLock<VggWeights> = std::sync::OnceLock::new();
+    W.get_or_init(|| random_weights(Architecture::Vgg16, 3))
+}
+
+/// A smooth colourful test image.
+fn picture(width: usize, height: usize, phase: f32, alpha: bool) -> Image {
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    for y in 0..height {
+        for x in 0..width {
+            let (fx, fy) = (x as f32 + phase, y as f32);
+            rgb.push(128.0 + 100.0 * (0.3 * fx).sin());
+            rgb.push(128.0 + 100.0 * (0.2 * fy + phase).cos());
+            rgb.push(128.0 + 80.0 * (0.1 * (fx + fy)).sin());
+        }
+    }
+    let alpha = alpha.then(|| {
+        (0..width * height)
+            .map(|i| if i % width < width / 2 { 255.0 } else { 0.0 })
+            .collect()
+    });
+    Image::new(width, height, rgb, alpha).unwrap()
+}
+
+/// VGG16 to relu3_1 at 32 px: small enough for many runs.
+fn settings() -> TransferSettings {
+    TransferSettings {
+        size: 32,
+        architecture: Architecture::Vgg16,
+        content_layers: vec!["relu2_2".into()],
+        style_layers: vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()],
+        weights: LossWeights {
+            content: 1.0,
+            style: 1e3,
+            tv: 0.0,
+        },
+        ..TransferSettings::default()
+    }
+}
+
+fn transfer(settings: &TransferSettings) -> crate::Result<Transfer> {
+    let content = picture(40, 30, 0.0, false);
+    let style = picture(50, 50, 2.0, false);
+    Transfer::new(weights(), &content, &[style], settings)
+}
+
+#[test]
+fn lbfgs_lowers_the_loss_and_keeps_the_best_image() {
+    let mut t = transfer(&settings()).unwrap();
+    assert_eq!(t.size(), (32, 24));
+    let summary = t.run(30, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!(summary.stop, Stop::Completed);
+    assert_eq!(summary.iterations, 30);
+    assert!(
+        summary.evaluations > 30,
+        "the start and at least one per iteration"
+    );
+    let records = t.records();
+    assert_eq!(records.len(), 31);
+    assert!(records.iter().enumerate().all(|(i, r)| r.iteration == i));
+    let (first, last) = (records[0].parts, records[30].parts);
+    assert_eq!(first.content, 0.0, "starts from the content image");
+    assert!(
+        last.style < first.style / 5.0,
+        "style {:e} → {:e}",
+        first.style,
+        last.style
+    );
+    let (best_iteration, best) = t.best();
+    let lowest = records
+        .iter()
+        .map(|r| r.parts.total)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best.total, lowest);
+    assert_eq!(records[best_iteration].parts.total, lowest);
+}
+
+#[test]
+fn adam_with_step_decay_lowers_the_loss() {
+    let s = TransferSettings {
+        optimizer: OptimizerSettings::Adam(AdamConfig {
+            learning_rate: 4.0,
+            decay_every: Some(10),
+            decay_factor: 0.5,
+            ..AdamConfig::default()
+        }),
+        ..settings()
+    };
+    let mut t = transfer(&s).unwrap();
+    t.run(30, |_, _| ControlFlow::Continue(())).unwrap();
+    let r = t.records();
+    assert!(r[30].parts.total < 0.5 * r[0].parts.total, "{r:?}");
+}
+
+#[test]
+fn reconstructions_use_one_loss_only() {
+    let content_only = TransferSettings {
+        style_layers: vec![],
+        init: Init::Noise,
+        ..settings()
+    };
+    let content = picture(40, 30, 0.0, false);
+    let mut t = Transfer::new(weights(), &content, &[], &content_only).unwrap();
+    t.run(20, |_, _| ControlFlow::Continue(())).unwrap();
+    let r = t.records();
+    assert!(r.iter().all(|r| r.parts.style == 0.0));
+    assert!(r[20].parts.content < r[0].parts.content / 10.0);
+
+    let style_only = TransferSettings {
+        content_layers: vec![],
+        init: Init::Noise,
+        ..settings()
+    };
+    let mut t = Transfer::new(weights(), &content, &[content.clone()], &style_only).unwrap();
+    t.run(20, |_, _| ControlFlow::Continue(())).unwrap();
+    let r = t.records();
+    assert!(r.iter().all(|r| r.parts.content == 0.0));
+    assert!(r[20].parts.style < r[0].parts.style / 10.0);
+}
+
+#[test]
+fn an_observer_can_stop_the_run_and_it_can_go_on_later() {
+    let mut t = transfer(&settings()).unwrap();
+    let mut seen = Vec::new();
+    let summary = t
+        .run(10, |_, r| {
+            seen.push(r.iteration);
+            if r.iteration == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+    assert_eq!(summary.stop, Stop::Interrupted);
+    assert_eq!(seen, [0, 1, 2, 3]);
+    assert_eq!(summary.iterations, 3);
+    let summary = t.run(2, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!((summary.stop, summary.iterations), (Stop::Completed, 2));
+    assert_eq!(t.records().len(), 6);
+}
+
+#[test]
+fn zero_iterations_evaluate_the_start_only() {
+    let mut t = transfer(&settings()).unwrap();
+    let summary = t.run(0, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!((summary.stop, summary.iterations), (Stop::Completed, 0));
+    assert_eq!(t.records().len(), 1);
+    assert_eq!(t.best_image(), t.image());
+}
+
+#[test]
+fn start_images_follow_the_init_setting() {
+    let content = picture(40, 30, 0.0, true);
+    let style = picture(50, 50, 2.0, false);
+    let build = |init: Init, seed: u64| {
+        let s = TransferSettings {
+            init,
+            seed,
+            ..settings()
+        };
+        Transfer::new(weights(), &content, std::slice::from_ref(&style), &s).unwrap()
+    };
+    let resized = |i: &Image| crate::image_io::resize(i, 32, 24).unwrap();
+    let from_content = build(Init::Content, 0).image();
+    assert!(from_content.rgb == resized(&content).rgb, "content start");
+    // The content's alpha comes back with every image, at the working size.
+    assert!(from_content.alpha == resized(&content).alpha, "alpha");
+    assert!(
+        build(Init::Style, 0).image().rgb == resized(&style).rgb,
+        "style start"
+    );
+    let noise = build(Init::Noise, 5).image();
+    assert!(
+        noise == build(Init::Noise, 5).image(),
+        "same seed, same start"
+    );
+    assert!(
+        noise.rgb != build(Init::Noise, 6).image().rgb,
+        "seeds differ"
+    );
+    let given = picture(10, 10, 1.0, false);
+    assert!(
+        build(Init::Image(given.clone()), 0).image().rgb == resized(&given).rgb,
+        "image start"
+    );
+}
+
+#[test]
+fn blended_styles_target_the_weighted_mean_of_their_grams() {
+    let content = picture(40, 30, 0.0, false);
+    let a = picture(40, 40, 1.0, false);
+    let b = picture(20, 36, 3.0, false);
+    let target = |styles: &[Image], blend: Option<Vec<f64>>| {
+        let s = TransferSettings {
+            style_blend_weights: blend,
+            ..settings()
+        };
+        let t = Transfer::new(weights(), &content, styles, &s).unwrap();
+        t.objective.style_losses()[1].target().to_vec()
+    };
+    let (ga, gb) = (target(&[a.clone()], None), target(&[b.clone()], None));
+    let blended = target(&[a, b], Some(vec![3.0, 1.0]));
+    for ((m, x), y) in blended.iter().zip(&ga).zip(&gb) {
+        let want = 0.75 * x + 0.25 * y;
+        assert!(
+            (m - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "{m} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_clear_message() {
+    let message = |s: TransferSettings| transfer(&s).err().expect("refused").to_string();
+    let unknown = transfer(&TransferSettings {
+        style_layers: vec!["relu1_1".into(), "relu9_9".into()],
+        ..settings()
+    })
+    .err()
+    .unwrap();
+    assert!(
+        matches!(&unknown, Error::UnknownLayer { name, .. } if name == "relu9_9"),
+        "{unknown}"
+    );
+    // VGG16 has no relu5_4.
+    assert!(message(TransferSettings {
+        content_layers: vec!["relu5_4".into()],
+        ..settings()
+    })
+    .contains("relu5_4"));
+    assert!(message(TransferSettings {
+        style_layer_weights: Some(vec![1.0]),
+        ..settings()
+    })
+    .contains("1 style layer weights for 3 style layers"));
+    assert!(message(TransferSettings {
+        style_blend_weights: Some(vec![1.0, 1.0]),
+        ..settings()
+    })
+    .contains("2 style blend weights for 1 style images"));
+    assert!(message(TransferSettings {
+        content_layers: vec!["relu1_1".into(), "relu1_1".into()],
+        ..settings()
+    })
+    .contains("twice"));
+    assert!(message(TransferSettings {
+        size: 0,
+        ..settings()
+    })
+    .contains("size"));
+    assert!(message(TransferSettings {
+        architecture: Architecture::Vgg19,
+        ..settings()
+    })
+    .contains("vgg16"));
+    let content = picture(40, 30, 0.0, false);
+    let err = Transfer::new(weights(), &content, &[], &settings())
+        .err()
+        .unwrap();
+    assert!(err.to_string().contains("no style image"), "{err}");
+    // Too small to reach the deepest layer.
+    assert!(message(TransferSettings {
+        size: 3,
+        ..settings()
+    })
+    .contains("too small"));
+}
+
+#[test]
+fn sizes_beyond_memory_are_refused_before_allocating() {
+    let s = TransferSettings {
+        size: 400_000,
+        ..settings()
+    };
+    let err = transfer(&s).err().expect("refused");
+    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(err.to_string().contains("needs about"), "{err}");
+}
+
+#[test]
+fn the_lbfgs_history_counts_in_the_memory_estimate() {
+    let lbfgs = |history| {
+        OptimizerSettings::Lbfgs(LbfgsConfig {
+            history,
+            ..LbfgsConfig::default()
+        })
+    };
+    let n = 512 * 384 * 3;
+    assert!(lbfgs(100).state_bytes(n) > 100 * 2 * n * 4);
+    assert!(lbfgs(5).state_bytes(n) < lbfgs(100).state_bytes(n));
+}
