@@ -125,7 +125,13 @@ fn reconstructions_use_one_loss_only() {
         init: Init::Noise,
         ..settings()
     };
-    let mut t = Transfer::new(weights(), &content, &[content.clone()], &style_only).unwrap();
+    let mut t = Transfer::new(
+        weights(),
+        &content,
+        std::slice::from_ref(&content),
+        &style_only,
+    )
+    .unwrap();
     t.run(20, |_, _| ControlFlow::Continue(())).unwrap();
     let r = t.records();
     assert!(r.iter().all(|r| r.parts.content == 0.0));
@@ -213,7 +219,10 @@ fn blended_styles_target_the_weighted_mean_of_their_grams() {
         let t = Transfer::new(weights(), &content, styles, &s).unwrap();
         t.objective.style_losses()[1].target().to_vec()
     };
-    let (ga, gb) = (target(&[a.clone()], None), target(&[b.clone()], None));
+    let (ga, gb) = (
+        target(std::slice::from_ref(&a), None),
+        target(std::slice::from_ref(&b), None),
+    );
     let blended = target(&[a, b], Some(vec![3.0, 1.0]));
     for ((m, x), y) in blended.iter().zip(&ga).zip(&gb) {
         let want = 0.75 * x + 0.25 * y;
