@@ -536,15 +536,18 @@ mod tests {
 
     #[test]
     fn reconstructions_default_to_noise_and_the_papers_layers() {
-        let Command::Reconstruct(ReconstructCommand::Content { layer, init, .. }) =
+        let Command::Reconstruct(ReconstructCommand::Content { layer, common, .. }) =
             parse(&["reconstruct", "content", "--image", "a.jpg", "-o", "b.png"])
                 .unwrap()
                 .command
         else {
             panic!("not reconstruct content")
         };
-        assert_eq!((layer, init), (vec!["relu4_2".to_string()], InitArg::Noise));
-        let Command::Reconstruct(ReconstructCommand::Style { layers, run, .. }) = parse(&[
+        assert_eq!(
+            (layer, common.init),
+            (vec!["relu4_2".to_string()], InitArg::Noise)
+        );
+        let Command::Reconstruct(ReconstructCommand::Style { layers, common, .. }) = parse(&[
             "reconstruct",
             "style",
             "--image",
