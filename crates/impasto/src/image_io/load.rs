@@ -62,7 +62,14 @@ fn decode(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> {
         .reserve(decoder.total_bytes())
         .and_then(|()| decoder.set_limits(decoder_limits))
         .map_err(|e| decode_error(path, &name, e))?;
-    let decoded = DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, &name, e))?;
+    // Cameras store portrait photos sideways with an EXIF note saying how to turn them; without
+    // applying it, a phone photo would be repainted lying on its side.
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded =
+        DynamicImage::from_decoder(decoder).map_err(|e| decode_error(path, &name, e))?;
+    decoded.apply_orientation(orientation);
     to_image(path, decoded)
 }
 
@@ -405,6 +412,27 @@ mod tests {
         let loaded = load(&path).unwrap();
         assert_eq!((loaded.width, loaded.height), (20, 10));
         assert!(loaded.alpha.is_none());
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // 16×8, left half red, right half blue, stored with EXIF orientation 6 ("rotate 90°
+        // clockwise to display"), written by Pillow.
+        let bytes = include_bytes!("../../tests/fixtures/exif-orientation-6.jpg");
+        let d = dir();
+        let path = d.path().join("phone.jpg");
+        std::fs::write(&path, bytes).unwrap();
+        let img = load(&path).unwrap();
+        assert_eq!((img.width, img.height), (8, 16), "turned upright");
+        let pixel = |x: usize, y: usize| &img.rgb[(y * 8 + x) * 3..][..3];
+        assert!(
+            pixel(4, 2)[0] > 200.0 && pixel(4, 2)[2] < 60.0,
+            "top is red"
+        );
+        assert!(
+            pixel(4, 13)[2] > 200.0 && pixel(4, 13)[0] < 60.0,
+            "bottom is blue"
+        );
     }
 
     #[test]
