@@ -501,29 +501,4 @@ mod tests {
         assert_eq!(sci(1234.5), "1.23e3");
         assert_eq!(sci(999_999_999.999_9), "1e9");
     }
-
-    /// Not a check: renders a realistic run for a person to look at.
-    #[test]
-    #[ignore]
-    fn sample_for_eyes() {
-        write_loss_plot(
-            Path::new("/tmp/plot-sample.png"),
-            &synthetic_run(),
-            "impasto: cat.jpg in the style of starry.jpg (L-BFGS, 512 px)",
-        )
-        .unwrap();
-        write_loss_plot(
-            Path::new("/tmp/plot-sample.svg"),
-            &synthetic_run(),
-            "sample",
-        )
-        .unwrap();
-        let wide = [
-            record(0, 1e-3, 1e12, 0.0, 1e12),
-            record(1, 2e-3, 1e11, 0.0, 1e11),
-        ];
-        write_loss_plot(Path::new("/tmp/plot-wide.png"), &wide, "wide").unwrap();
-        let one = [record(0, 0.0, 3e4, 0.0, 3e7)];
-        write_loss_plot(Path::new("/tmp/plot-one.png"), &one, "one record").unwrap();
-    }
 }

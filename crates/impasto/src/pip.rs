@@ -109,11 +109,13 @@ pub(crate) fn find_wheel(dir: &Path, prefix: &str) -> Result<PathBuf> {
     match wheels.as_slice() {
         [one] => Ok(one.clone()),
         [] => Err(Error::Fetch(format!(
-            "pip succeeded but left no {prefix}… wheel in {}",
+            "pip succeeded but left no {} wheel in {}",
+            prefix.trim_end_matches('-'),
             dir.display()
         ))),
         _ => Err(Error::Fetch(format!(
-            "pip left several {prefix}… wheels in {}",
+            "pip left several {} wheels in {}",
+            prefix.trim_end_matches('-'),
             dir.display()
         ))),
     }
