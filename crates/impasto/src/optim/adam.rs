@@ -151,7 +151,7 @@ impl Optimizer for Adam {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{run, Quadratic};
+    use super::super::testing::{assert_refused, run, Quadratic};
     use super::*;
 
     #[test]
@@ -251,13 +251,7 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        let bad = |config: AdamConfig, name: &str| match Adam::new(10, config) {
-            Err(Error::Parameter(message)) => {
-                assert!(message.contains(name), "{message} does not name {name}")
-            }
-            Err(other) => panic!("wrong error for {name}: {other}"),
-            Ok(_) => panic!("{name} accepted"),
-        };
+        let bad = |config: AdamConfig, name: &str| assert_refused(Adam::new(10, config), name);
         let ok = AdamConfig::default();
         for lr in [0.0, -1.0, f64::NAN, f64::INFINITY] {
             bad(

@@ -329,7 +329,7 @@ impl Optimizer for Lbfgs {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{rosenbrock, run, Quadratic};
+    use super::super::testing::{assert_refused, rosenbrock, run, Quadratic};
     use super::*;
 
     fn lbfgs(len: usize, history: usize, line_search: LineSearch) -> Lbfgs {
@@ -542,13 +542,7 @@ mod tests {
 
     #[test]
     fn settings_are_validated() {
-        let bad = |config: LbfgsConfig, name: &str| match Lbfgs::new(10, config) {
-            Err(Error::Parameter(message)) => {
-                assert!(message.contains(name), "{message} does not name {name}")
-            }
-            Err(other) => panic!("wrong error for {name}: {other}"),
-            Ok(_) => panic!("{name} accepted"),
-        };
+        let bad = |config: LbfgsConfig, name: &str| assert_refused(Lbfgs::new(10, config), name);
         let ok = LbfgsConfig::default();
         bad(
             LbfgsConfig {

@@ -267,6 +267,17 @@ mod tests {
 pub(crate) mod testing {
     use super::{Optimizer, Step};
 
+    /// Panics unless `result` is a parameter error whose message names `name`.
+    pub fn assert_refused<T>(result: crate::Result<T>, name: &str) {
+        match result {
+            Err(crate::Error::Parameter(message)) => {
+                assert!(message.contains(name), "{message} does not name {name}")
+            }
+            Err(other) => panic!("wrong error for {name}: {other}"),
+            Ok(_) => panic!("{name} accepted"),
+        }
+    }
+
     /// f(x) = ½ Σ aᵢ (xᵢ − cᵢ)², aᵢ spread evenly over 1..100 (condition number 100), cᵢ on the
     /// 0–255 pixel scale.
     pub struct Quadratic {
