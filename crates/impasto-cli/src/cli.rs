@@ -74,7 +74,7 @@ pub struct TransferArgs {
     /// β, the weight of the style loss (the paper's α/β = 1e-3).
     #[arg(long, default_value_t = 1e3, value_parser = non_negative_f64)]
     pub style_weight: f64,
-    /// Weight of the total-variation smoothing term (0: off).
+    /// Weight of the total-variation smoothing term (0: off; 10 is gentle, 100 strong).
     #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
     pub tv_weight: f64,
     /// Content layers, comma-separated.

@@ -8,6 +8,42 @@
 //! - [`model`]: VGG16/VGG19 topologies, layer names, input conventions, and the network that runs
 //!   forward and backward up to the deepest layer any loss needs.
 //! - [`loss`]: content, style (Gram) and total-variation losses with exact gradients.
+//! - [`optim`]: L-BFGS (with PyTorch's strong-Wolfe line search) and Adam over the pixels.
+//! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
+//! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
+//!
+//! A transfer, as the `impasto` binary runs it:
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use impasto::image_io::Image;
+//! use impasto::model::Architecture;
+//! use impasto::transfer::{Transfer, TransferSettings};
+//!
+//! # fn main() -> impasto::Result<()> {
+//! // Real weights: `impasto::weights::load(path)`; random ones keep this example offline.
+//! let weights = impasto::bench::random_weights(Architecture::Vgg16, 0);
+//! // Images come from `impasto::image_io::load(path)`; these are made up.
+//! let photo = Image::new(48, 32, vec![100.0; 48 * 32 * 3], None)?;
+//! let painting = Image::new(40, 40, (0..40 * 40 * 3).map(|i| (i % 255) as f32).collect(), None)?;
+//! let settings = TransferSettings {
+//!     size: 32,
+//!     architecture: Architecture::Vgg16,
+//!     style_layers: vec!["relu1_1".into(), "relu2_1".into(), "relu3_1".into()],
+//!     content_layers: vec!["relu3_1".into()],
+//!     ..TransferSettings::default()
+//! };
+//! let mut transfer = Transfer::new(&weights, &photo, &[painting], &settings)?;
+//! let summary = transfer.run(10, |_, record| {
+//!     println!("{}: {:.3e}", record.iteration, record.parts.total);
+//!     ControlFlow::Continue(())
+//! })?;
+//! assert!(summary.best.total < transfer.records()[0].parts.total);
+//! let result: Image = transfer.best_image(); // save with impasto::image_io::save(&result, path)
+//! assert_eq!((result.width, result.height), (32, 21));
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! One evaluation of the Gatys objective and its gradient with respect to the image's pixels:
 //!
