@@ -289,6 +289,14 @@ impl Transfer {
     }
 }
 
+/// Prefixes a parameter error's message with what it is about.
+fn in_context(what: String) -> impl FnOnce(Error) -> Error {
+    move |e| match e {
+        Error::Parameter(m) => Error::Parameter(format!("{what}: {m}")),
+        other => other,
+    }
+}
+
 fn check_finite(parts: &LossParts, iteration: usize) -> Result<()> {
     if parts.total.is_finite() {
         Ok(())
@@ -312,10 +320,18 @@ fn memory_estimate(
 ) -> Result<u64> {
     let taps = plan.taps();
     let f32s = std::mem::size_of::<f32>() as u64;
-    let mut buffers = net.workspace_bytes(height, width, &taps)? as u64;
+    let mut buffers =
+        net.workspace_bytes(height, width, &taps)
+            .map_err(in_context(format!("the working image ({width}×{height})")))? as u64;
     if !plan.style.is_empty() {
-        for &(w, h) in style_sizes {
-            buffers = buffers.max(net.workspace_bytes(h, w, &plan.style)? as u64);
+        for (i, &(w, h)) in style_sizes.iter().enumerate() {
+            let bytes = net
+                .workspace_bytes(h, w, &plan.style)
+                .map_err(in_context(format!(
+                    "style image {} resized to {w}×{h} (size × style scale)",
+                    i + 1
+                )))?;
+            buffers = buffers.max(bytes as u64);
         }
     }
     // Content targets: the content layers' outputs, at most the whole workspace's share of them.

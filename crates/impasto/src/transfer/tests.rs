@@ -283,11 +283,22 @@ fn bad_settings_are_refused_with_a_clear_message() {
         .unwrap();
     assert!(err.to_string().contains("no style image"), "{err}");
     // Too small to reach the deepest layer.
-    assert!(message(TransferSettings {
+    let small = message(TransferSettings {
         size: 3,
         ..settings()
-    })
-    .contains("too small"));
+    });
+    assert!(
+        small.contains("working image (3×2)") && small.contains("too small"),
+        "{small}"
+    );
+    let small = message(TransferSettings {
+        style_scale: 0.05,
+        ..settings()
+    });
+    assert!(
+        small.contains("style image 1 resized to 2×2") && small.contains("too small"),
+        "{small}"
+    );
 }
 
 #[test]
