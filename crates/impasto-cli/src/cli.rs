@@ -63,7 +63,7 @@ pub struct TransferArgs {
     #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
     pub style_scale: f64,
     /// Shares of the style images in the blend, comma-separated (default: equal).
-    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f64)]
     pub style_blend_weights: Option<Vec<f64>>,
     /// Where to start: content, style, noise, or an image file.
     #[arg(long, default_value = "content", value_parser = parse_init)]
@@ -82,7 +82,8 @@ pub struct TransferArgs {
         long,
         value_delimiter = ',',
         default_value = "relu4_2",
-        value_name = "LAYER,..."
+        value_name = "LAYER,...",
+        value_parser = layer_name
     )]
     pub content_layers: Vec<String>,
     /// Style layers, comma-separated.
@@ -90,11 +91,12 @@ pub struct TransferArgs {
         long,
         value_delimiter = ',',
         default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
-        value_name = "LAYER,..."
+        value_name = "LAYER,...",
+        value_parser = layer_name
     )]
     pub style_layers: Vec<String>,
     /// Weight of each style layer, comma-separated, one per style layer (default: 1/L each).
-    #[arg(long, value_delimiter = ',', value_name = "W,...")]
+    #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f64)]
     pub style_layer_weights: Option<Vec<f64>>,
     #[command(flatten)]
     pub run: RunArgs,
@@ -112,7 +114,8 @@ pub enum ReconstructCommand {
             long,
             value_delimiter = ',',
             default_value = "relu4_2",
-            value_name = "LAYER,..."
+            value_name = "LAYER,...",
+            value_parser = layer_name
         )]
         layer: Vec<String>,
         #[command(flatten)]
@@ -128,7 +131,8 @@ pub enum ReconstructCommand {
             long,
             value_delimiter = ',',
             default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
-            value_name = "LAYER,..."
+            value_name = "LAYER,...",
+            value_parser = layer_name
         )]
         layers: Vec<String>,
         #[command(flatten)]
@@ -174,7 +178,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub lr_decay_every: Option<u64>,
     /// Adam: the factor of each decay step, in (0, 1].
-    #[arg(long, default_value_t = 0.5, value_name = "F", value_parser = positive_f64)]
+    #[arg(long, default_value_t = 0.5, value_name = "F", value_parser = fraction)]
     pub lr_decay_factor: f64,
     /// L-BFGS: correction pairs kept (memory: 2 × N × the image's values × 4 bytes).
     #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
@@ -251,6 +255,22 @@ fn positive_f64(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
         _ => Err(format!("expected a positive number, got `{s}`")),
     }
+}
+
+fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("expected a number in (0, 1], got `{s}`")),
+    }
+}
+
+/// A layer name's spelling; whether the network has it is checked against the model later.
+fn layer_name(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty layer name (layers are comma-separated, like relu1_1,relu2_1)".into());
+    }
+    Ok(s.to_string())
 }
 
 fn non_negative_f64(s: &str) -> Result<f64, String> {
@@ -524,6 +544,11 @@ mod tests {
             &["--optimizer", "sgd"],
             &["--save-every", "0"],
             &["--style-layer-weights", "a,b"],
+            &["--style-layer-weights", "nan,1,1,1,1"],
+            &["--style-blend-weights", "-1"],
+            &["--lr-decay-factor", "2"],
+            &["--style-layers", ""],
+            &["--content-layers", "relu4_2,"],
         ] {
             let err = transfer(bad).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad:?}");

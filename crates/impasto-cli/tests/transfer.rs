@@ -446,4 +446,141 @@ fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
     assert!(image::open(&out).is_ok(), "best image written");
     let (_, rows) = read_loss_log(&log);
     assert!(rows.len() >= 3, "the log covers the iterations done");
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn outputs_that_would_destroy_a_file_are_refused_before_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let content = d.join("photo.jpg");
+    std::fs::copy(image("tubingen.jpg"), &content).unwrap();
+    let original = std::fs::read(&content).unwrap();
+    // An input named like an intermediate of the output.
+    let look_alike = d.join("out-iter0002.jpg");
+    std::fs::copy(image("tubingen.jpg"), &look_alike).unwrap();
+    let link = d.join("link.jpg");
+    std::os::unix::fs::symlink(&content, &link).unwrap();
+    let style = image("the_scream.jpg");
+    let base = |content: &Path, out: &Path| {
+        vec![
+            "transfer".to_string(),
+            "--content".into(),
+            s(content).into(),
+            "--style".into(),
+            s(&style).into(),
+            "--output".into(),
+            s(out).into(),
+            "--size".into(),
+            "32".into(),
+            "--iterations".into(),
+            "2".into(),
+        ]
+    };
+    let with = |mut a: Vec<String>, extra: &[&str]| {
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let out = d.join("out.png");
+    let cases = [
+        (
+            "output through a symlink to the input",
+            base(&content, &link),
+            "is the input",
+        ),
+        (
+            "output and loss log the same file",
+            with(base(&content, &out), &["--loss-log", s(&out)]),
+            "same file",
+        ),
+        (
+            "plot and loss log the same file",
+            with(
+                base(&content, &out),
+                &[
+                    "--loss-log",
+                    s(&d.join("l.svg")),
+                    "--plot",
+                    s(&d.join("l.svg")),
+                ],
+            ),
+            "same file",
+        ),
+        (
+            "an intermediate would land on an input",
+            with(
+                base(&look_alike, &d.join("out.jpg")),
+                &["--save-every", "2"],
+            ),
+            "--save-every",
+        ),
+        (
+            "loss log in a missing directory",
+            with(
+                base(&content, &out),
+                &["--loss-log", s(&d.join("no/l.csv"))],
+            ),
+            "does not exist",
+        ),
+        (
+            "loss log over the weights",
+            with(base(&content, &out), &["--loss-log", s(real_weights())]),
+            "is the input",
+        ),
+    ];
+    for (name, args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{name}: {}", stderr(&o));
+        assert!(!out.exists(), "{name}: refused before running");
+    }
+    assert_eq!(std::fs::read(&content).unwrap(), original);
+    assert_eq!(
+        std::fs::read(&look_alike).unwrap(),
+        std::fs::read(image("tubingen.jpg")).unwrap()
+    );
+}
+
+#[test]
+fn a_diverging_run_still_writes_its_best_image_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.png");
+    let log = dir.path().join("loss.csv");
+    let o = run(&[
+        "transfer",
+        "--content",
+        s(&image("tubingen.jpg")),
+        "--style",
+        s(&image("starry_night.jpg")),
+        "--output",
+        s(&out),
+        "--size",
+        "64",
+        "--iterations",
+        "10",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e30",
+        "--loss-log",
+        s(&log),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("stopped being finite"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(image::open(&out).is_ok(), "best image written");
+    let (_, rows) = read_loss_log(&log);
+    assert!(
+        rows.iter().all(|r| r[5].is_finite()),
+        "only finite rows logged"
+    );
 }

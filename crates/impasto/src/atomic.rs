@@ -32,13 +32,14 @@ pub fn write_atomic(
             .write(true)
             .create_new(true)
             .open(&tmp)
-            .map_err(|e| Error::io(&tmp, e))?;
+            // Named after the destination: the temporary's name means nothing to the user.
+            .map_err(|e| Error::io(path, e))?;
         let mut w = BufWriter::new(file);
         write(&mut w)?;
         let file = w
             .into_inner()
-            .map_err(|e| Error::io(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+            .map_err(|e| Error::io(path, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(path, e))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
     })();
     if result.is_err() {

@@ -4,6 +4,7 @@ mod bench;
 mod loss_log;
 mod optimize;
 mod options;
+mod outputs;
 mod reconstruct;
 mod samples;
 mod transfer;

@@ -18,6 +18,9 @@ use crate::plot;
 
 /// Set by the Ctrl-C handler; the run stops at the end of the iteration in progress.
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+/// Set while the results are written: a second Ctrl-C then waits instead of quitting, so no
+/// half-written temporary file is left behind.
+static SAVING: AtomicBool = AtomicBool::new(false);
 
 /// Returned when Ctrl-C stopped the run; `main` exits with 130 (128 + SIGINT), as shells expect.
 #[derive(Debug, thiserror::Error)]
@@ -34,36 +37,6 @@ pub struct Job<'a> {
     pub run: &'a RunArgs,
     /// What the plot's title says the run was.
     pub title: String,
-}
-
-/// Checks the output paths before any work: right extensions, existing directories, and not
-/// one of the inputs.
-pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::Result<()> {
-    image_io::check_output_path(output)?;
-    if let Some(p) = &run.plot {
-        plot::check_plot_path(p)?;
-    }
-    let mut outputs = vec![output.to_path_buf()];
-    outputs.extend(run.loss_log.iter().cloned());
-    outputs.extend(run.plot.iter().cloned());
-    for out in &outputs {
-        for input in inputs {
-            if same_file(out, input) {
-                anyhow::bail!(
-                    "{} is an input: refusing to overwrite it (choose another output path)",
-                    out.display()
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-fn same_file(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    }
 }
 
 pub fn execute(job: Job<'_>) -> anyhow::Result<()> {
@@ -118,6 +91,7 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
         }
     })?;
     bar.finish_and_clear();
+    SAVING.store(true, Ordering::SeqCst);
     if let Some(e) = save_error {
         // Keep what was reached, then report the failure.
         let _ = image_io::save(&transfer.best_image(), job.output);
@@ -142,10 +116,19 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
             eprintln!("stopped early: the optimiser could make no further progress");
         }
     }
-    if summary.stop == Stop::Interrupted && INTERRUPTED.load(Ordering::SeqCst) {
-        return Err(Interrupted(job.output.to_path_buf()).into());
+    match summary.stop {
+        Stop::Interrupted if INTERRUPTED.load(Ordering::SeqCst) => {
+            Err(Interrupted(job.output.to_path_buf()).into())
+        }
+        Stop::Diverged => anyhow::bail!(
+            "the loss stopped being finite at iteration {} (try a smaller --lr); wrote the best \
+             image so far (iteration {}) to {}",
+            summary.iterations + 1,
+            summary.best_iteration,
+            job.output.display()
+        ),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 fn write_reports(transfer: &Transfer, run: &RunArgs, title: &str) -> anyhow::Result<()> {
@@ -181,7 +164,7 @@ pub fn intermediate_path(output: &Path, iteration: usize, total: usize) -> PathB
 fn install_interrupt_handler() {
     // A second Ctrl-C while the last iteration finishes quits at once.
     let result = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) && !SAVING.load(Ordering::SeqCst) {
             std::process::exit(130);
         }
         eprintln!("\ninterrupted: finishing this iteration, then writing the best image so far (Ctrl-C again quits now)");

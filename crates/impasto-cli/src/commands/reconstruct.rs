@@ -6,6 +6,7 @@ use impasto::loss::LossWeights;
 use impasto::transfer::TransferSettings;
 
 use super::optimize::{self, Job};
+use super::outputs;
 use super::transfer::{base_settings, file_name, init};
 use crate::cli::{InitArg, ReconstructCommand};
 
@@ -27,7 +28,7 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
     if let InitArg::File(p) = init_arg {
         inputs.push(p);
     }
-    optimize::check_outputs(output, run, &inputs)?;
+    outputs::check_outputs(output, run, &inputs)?;
     let image = image_io::load(image_path)?;
     let (content_layers, style_layers, weights) = if is_content {
         (

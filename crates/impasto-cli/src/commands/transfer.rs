@@ -4,6 +4,7 @@ use impasto::transfer::{Init, TransferSettings};
 
 use super::optimize::{self, Job};
 use super::options;
+use super::outputs;
 use crate::cli::{InitArg, RunArgs, TransferArgs};
 
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
@@ -12,7 +13,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     if let InitArg::File(p) = &args.init {
         inputs.push(p);
     }
-    optimize::check_outputs(&args.output, &args.run, &inputs)?;
+    outputs::check_outputs(&args.output, &args.run, &inputs)?;
     let content = image_io::load(&args.content)?;
     let styles = args
         .styles

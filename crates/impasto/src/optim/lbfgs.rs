@@ -12,7 +12,7 @@ pub enum LineSearch {
     /// Torch7's behaviour and neural-style's default: step `lr` (the first iteration moves the
     /// steepest value by `lr`) and exactly one evaluation per iteration, even if the loss rises.
     /// On the paper's style loss (quartic in the features) the second step overshoots by
-    /// orders of magnitude and the run never recovers; kept for comparison.
+    /// orders of magnitude, after which the run may recover or stall; kept for comparison.
     None,
     /// PyTorch's strong-Wolfe search (`c1 = 1e-4`, `c2 = 0.9`, cubic interpolation, at most 25
     /// iterations): the loss decreases every iteration, at the price of extra evaluations

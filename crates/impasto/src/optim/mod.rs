@@ -16,7 +16,8 @@
 //! recursion, initial Hessian `(sᵀy)/(yᵀy)`, no `tolFun`/`tolX` stops, as neural-style). The
 //! step length is where we part from neural-style: on the paper's unnormalised losses (values
 //! of 1e11, gradients of 1e6–1e9) Torch7's fixed step overshoots by orders of magnitude on the
-//! second iteration and the run never recovers, so the default is PyTorch's strong-Wolfe line
+//! second iteration; sometimes the run recovers (tubingen at 256 px), sometimes it stalls for good
+//! (the same at 128 px, stopped at iteration 4), so the default is PyTorch's strong-Wolfe line
 //! search ([`LineSearch::StrongWolfe`], cubic interpolation, `c1 = 1e-4`, `c2 = 0.9`), which
 //! costs about 1.3 evaluations per iteration. [`LineSearch::None`] remains for comparison. The
 //! first iteration moves the steepest pixel by `lr` grey levels (Torch7's `min(1, 1/‖g‖₁)·lr`

@@ -21,6 +21,9 @@ pub enum Stop {
     Converged,
     /// The observer asked to stop (e.g. Ctrl-C).
     Interrupted,
+    /// The loss became NaN or infinite (a learning rate too large for the problem). The image
+    /// is reset to the best one so far; the optimiser's state is spoilt, so do not run on.
+    Diverged,
 }
 
 /// The outcome of a run.
@@ -200,7 +203,12 @@ impl Transfer {
         self.parts = objective.evaluate(net, ws, &self.x, &mut self.grad)?;
         self.fx = self.parts.total;
         self.evaluations += 1;
-        check_finite(&self.parts, 0)?;
+        if !self.parts.total.is_finite() {
+            return Err(Error::parameter(format!(
+                "the loss of the start image is {} (are the weights too large?)",
+                self.parts.total
+            )));
+        }
         self.best_parts = self.parts;
         self.started = Some(Instant::now());
         let record = LossRecord {
@@ -236,7 +244,9 @@ impl Transfer {
             return Ok(summary(self, Stop::Interrupted));
         }
         for _ in 0..iterations {
-            let (step, record) = self.step()?;
+            let Some((step, record)) = self.step()? else {
+                return Ok(summary(self, Stop::Diverged));
+            };
             if observer(self, &record).is_break() {
                 return Ok(summary(self, Stop::Interrupted));
             }
@@ -247,7 +257,8 @@ impl Transfer {
         Ok(summary(self, Stop::Completed))
     }
 
-    fn step(&mut self) -> Result<(crate::optim::Step, LossRecord)> {
+    /// One optimiser step and its record; `None` if the loss stopped being finite.
+    fn step(&mut self) -> Result<Option<(crate::optim::Step, LossRecord)>> {
         let Transfer {
             net,
             objective,
@@ -273,7 +284,14 @@ impl Transfer {
             self.parts.total,
             step.evaluations
         );
-        check_finite(&self.parts, iteration)?;
+        if !self.parts.total.is_finite() {
+            tracing::warn!(
+                "the loss became {} at iteration {iteration}",
+                self.parts.total
+            );
+            self.x.copy_from_slice(&self.best);
+            return Ok(None);
+        }
         if self.parts.total < self.best_parts.total {
             self.best.copy_from_slice(&self.x);
             self.best_parts = self.parts;
@@ -285,7 +303,7 @@ impl Transfer {
             parts: self.parts,
         };
         self.records.push(record);
-        Ok((step, record))
+        Ok(Some((step, record)))
     }
 }
 
@@ -294,17 +312,6 @@ fn in_context(what: String) -> impl FnOnce(Error) -> Error {
     move |e| match e {
         Error::Parameter(m) => Error::Parameter(format!("{what}: {m}")),
         other => other,
-    }
-}
-
-fn check_finite(parts: &LossParts, iteration: usize) -> Result<()> {
-    if parts.total.is_finite() {
-        Ok(())
-    } else {
-        Err(Error::parameter(format!(
-            "the loss became {} at iteration {iteration} (try a smaller learning rate)",
-            parts.total
-        )))
     }
 }
 

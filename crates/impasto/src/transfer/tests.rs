@@ -324,3 +324,24 @@ fn the_lbfgs_history_counts_in_the_memory_estimate() {
     assert!(lbfgs(100).state_bytes(n) > 100 * 2 * n * 4);
     assert!(lbfgs(5).state_bytes(n) < lbfgs(100).state_bytes(n));
 }
+
+#[test]
+fn a_diverging_run_stops_and_keeps_the_best_image() {
+    let s = TransferSettings {
+        optimizer: OptimizerSettings::Adam(AdamConfig {
+            learning_rate: 1e30,
+            ..AdamConfig::default()
+        }),
+        ..settings()
+    };
+    let mut t = transfer(&s).unwrap();
+    let start = t.image();
+    let summary = t.run(10, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!(summary.stop, Stop::Diverged);
+    assert!(t.records().iter().all(|r| r.parts.total.is_finite()));
+    assert_eq!(t.best_image(), t.image(), "the image is reset to the best");
+    assert!(t.best_image().rgb.iter().all(|v| v.is_finite()));
+    if summary.best_iteration == 0 {
+        assert_eq!(t.best_image(), start);
+    }
+}
