@@ -133,16 +133,20 @@ impl PlotData {
         ];
         let mut series = Vec::new();
         for (i, (label, color, get)) in parts.into_iter().enumerate() {
-            let mut segments: Vec<Vec<(u64, f64)>> = vec![Vec::new()];
+            // Runs of plottable points; an unplottable value ends a run.
+            let mut segments: Vec<Vec<(u64, f64)>> = Vec::new();
+            let mut current = Vec::new();
             for r in records {
                 let v = get(r);
                 if plottable(v) {
-                    segments.last_mut().unwrap().push((r.iteration as u64, v));
-                } else if !segments.last().unwrap().is_empty() {
-                    segments.push(Vec::new());
+                    current.push((r.iteration as u64, v));
+                } else if !current.is_empty() {
+                    segments.push(std::mem::take(&mut current));
                 }
             }
-            segments.retain(|s| !s.is_empty());
+            if !current.is_empty() {
+                segments.push(current);
+            }
             // The total is always listed; a part only when it has something to show.
             if i == 0 || !segments.is_empty() {
                 series.push(Series {
