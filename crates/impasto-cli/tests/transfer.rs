@@ -25,6 +25,33 @@ fn run(args: &[&str]) -> std::process::Output {
     impasto(home.path(), &all)
 }
 
+/// `impasto transfer` of `content` with `style` into `out` at `size` px, plus `extra` flags.
+fn transfer(
+    content: &Path,
+    style: &Path,
+    out: &Path,
+    size: u32,
+    iterations: u32,
+    extra: &[&str],
+) -> std::process::Output {
+    let (size, iterations) = (size.to_string(), iterations.to_string());
+    let mut args = vec![
+        "transfer",
+        "--content",
+        s(content),
+        "--style",
+        s(style),
+        "--output",
+        s(out),
+        "--size",
+        &size,
+        "--iterations",
+        &iterations,
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 /// `impasto reconstruct KIND` at 64 px.
 fn reconstruct(
     kind: &str,
@@ -66,25 +93,21 @@ fn style_loss_falls_tenfold_in_100_lbfgs_iterations_at_128px() {
     let out = dir.path().join("out.png");
     let log = dir.path().join("loss.csv");
     let plot = dir.path().join("loss.svg");
-    let o = run(&[
-        "transfer",
-        "--content",
-        s(&image("tubingen.jpg")),
-        "--style",
-        s(&image("starry_night.jpg")),
-        "--output",
-        s(&out),
-        "--size",
-        "128",
-        "--iterations",
-        "100",
-        "--loss-log",
-        s(&log),
-        "--plot",
-        s(&plot),
-        "--save-every",
-        "50",
-    ]);
+    let o = transfer(
+        &image("tubingen.jpg"),
+        &image("starry_night.jpg"),
+        &out,
+        128,
+        100,
+        &[
+            "--loss-log",
+            s(&log),
+            "--plot",
+            s(&plot),
+            "--save-every",
+            "50",
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
 
     let (header, rows) = read_loss_log(&log);
@@ -188,29 +211,25 @@ fn adam_with_step_decay_lowers_the_loss() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("adam.jpg");
     let log = dir.path().join("loss.csv");
-    let o = run(&[
-        "transfer",
-        "--content",
-        s(&image("golden_gate.jpg")),
-        "--style",
-        s(&image("the_scream.jpg")),
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-        "--iterations",
-        "40",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "4",
-        "--lr-decay-every",
-        "20",
-        "--lr-decay-factor",
-        "0.5",
-        "--loss-log",
-        s(&log),
-    ]);
+    let o = transfer(
+        &image("golden_gate.jpg"),
+        &image("the_scream.jpg"),
+        &out,
+        64,
+        40,
+        &[
+            "--optimizer",
+            "adam",
+            "--lr",
+            "4",
+            "--lr-decay-every",
+            "20",
+            "--lr-decay-factor",
+            "0.5",
+            "--loss-log",
+            s(&log),
+        ],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let (_, rows) = read_loss_log(&log);
     assert_eq!(rows.len(), 41);
@@ -264,19 +283,7 @@ fn odd_but_valid_images_just_work() {
         (dot, "1x1"),
     ] {
         let out = d.join(format!("out-{name}.png"));
-        let o = run(&[
-            "transfer",
-            "--content",
-            s(&content),
-            "--style",
-            s(&style),
-            "--output",
-            s(&out),
-            "--size",
-            "32",
-            "--iterations",
-            "2",
-        ]);
+        let o = transfer(&content, &style, &out, 32, 2, &[]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let img = image::open(&out).unwrap();
         assert_eq!(img.width().max(img.height()), 32, "{name}");
@@ -552,25 +559,14 @@ fn a_diverging_run_still_writes_its_best_image_and_fails() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
     let log = dir.path().join("loss.csv");
-    let o = run(&[
-        "transfer",
-        "--content",
-        s(&image("tubingen.jpg")),
-        "--style",
-        s(&image("starry_night.jpg")),
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-        "--iterations",
-        "10",
-        "--optimizer",
-        "adam",
-        "--lr",
-        "1e30",
-        "--loss-log",
-        s(&log),
-    ]);
+    let o = transfer(
+        &image("tubingen.jpg"),
+        &image("starry_night.jpg"),
+        &out,
+        64,
+        10,
+        &["--optimizer", "adam", "--lr", "1e30", "--loss-log", s(&log)],
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("stopped being finite"),
