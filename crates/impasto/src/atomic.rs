@@ -14,10 +14,7 @@ pub fn write_atomic(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
+    let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| Error::parameter(format!("{} is not a file name", path.display())))?;
@@ -46,6 +43,35 @@ pub fn write_atomic(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The directory a path lives in; a bare file name lives in the current directory.
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+/// Checks that the directory `path` would be written into exists, so that a typo fails before
+/// a long run rather than after it.
+pub fn check_parent_dir(path: &Path) -> Result<()> {
+    let dir = parent_dir(path);
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(Error::io(
+            dir,
+            std::io::Error::new(std::io::ErrorKind::NotADirectory, "not a directory"),
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::io(
+            dir,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "the output directory does not exist",
+            ),
+        )),
+        Err(e) => Err(Error::io(dir, e)),
+    }
 }
 
 /// A number no other call in this process returns, and unlikely in another: for temporary

@@ -3,8 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
-use impasto::image_io;
+use anyhow::{bail, Context};
+use impasto::{atomic, image_io};
 
 use super::optimize::intermediate_path;
 use crate::cli::RunArgs;
@@ -19,7 +19,7 @@ pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::
         plot::check_plot_path(p)?;
     }
     if let Some(p) = &run.loss_log {
-        check_directory("--loss-log", p)?;
+        atomic::check_parent_dir(p).with_context(|| format!("--loss-log {}", p.display()))?;
     }
     let mut outputs: Vec<(&str, &Path)> = vec![("--output", output)];
     outputs.extend(run.loss_log.as_deref().map(|p| ("--loss-log", p)));
@@ -83,11 +83,12 @@ fn resolve(p: &Path) -> Option<PathBuf> {
     if let Ok(c) = p.canonicalize() {
         return Some(c);
     }
-    let dir = match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    Some(dir.canonicalize().ok()?.join(p.file_name()?))
+    Some(
+        atomic::parent_dir(p)
+            .canonicalize()
+            .ok()?
+            .join(p.file_name()?),
+    )
 }
 
 /// Whether `candidate` could be an intermediate image of `output`: in the same directory, named
@@ -107,19 +108,4 @@ fn is_intermediate_name(output: &Path, candidate: &Path) -> bool {
     candidate.parent() == out.parent()
         && name.starts_with(&format!("{}-iter", stem.to_string_lossy()))
         && name.ends_with(&ext)
-}
-
-fn check_directory(flag: &str, path: &Path) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => return Ok(()),
-    };
-    if !dir.is_dir() {
-        bail!(
-            "{flag} {}: the directory {} does not exist",
-            path.display(),
-            dir.display()
-        );
-    }
-    Ok(())
 }

@@ -1,8 +1,6 @@
 //! Encoding to PNG or JPEG and writing the file atomically.
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
@@ -49,22 +47,8 @@ fn check_output(path: &Path) -> Result<Format> {
             path.display()
         )));
     }
-    let dir = parent_dir(path);
-    match fs::metadata(&dir) {
-        Ok(meta) if meta.is_dir() => Ok(format),
-        Ok(_) => Err(Error::io(
-            &dir,
-            io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(Error::io(
-            &dir,
-            io::Error::new(
-                io::ErrorKind::NotFound,
-                "the output directory does not exist",
-            ),
-        )),
-        Err(e) => Err(Error::io(&dir, e)),
-    }
+    crate::atomic::check_parent_dir(path)?;
+    Ok(format)
 }
 
 fn output_format(path: &Path) -> Result<Format> {
@@ -83,14 +67,6 @@ fn output_format(path: &Path) -> Result<Format> {
             "cannot write {}: no file extension; use .png, .jpg or .jpeg",
             path.display()
         ))),
-    }
-}
-
-/// The directory a path lives in; a bare file name lives in the current directory.
-fn parent_dir(path: &Path) -> PathBuf {
-    match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -145,6 +121,7 @@ fn encode(image: &Image, format: Format) -> std::result::Result<Vec<u8>, String>
 mod tests {
     use super::*;
     use crate::image_io::load;
+    use std::fs;
 
     fn gradient(width: usize, height: usize, alpha: bool) -> Image {
         let n = width * height;

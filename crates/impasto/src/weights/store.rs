@@ -270,9 +270,8 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
 
 /// Creates the cache directory if needed, then writes `bytes` atomically.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    }
+    let dir = crate::atomic::parent_dir(path);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     crate::atomic::write_bytes_atomic(path, bytes)
 }
 
