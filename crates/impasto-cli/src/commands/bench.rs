@@ -1,4 +1,3 @@
-use anyhow::Context;
 use impasto::bench::{self, BenchConfig};
 use impasto::model::{Vgg, VggOptions};
 use impasto::weights;
@@ -7,11 +6,7 @@ use super::options;
 use crate::cli::BenchArgs;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(args.threads.unwrap_or(0) as usize)
-        .build()
-        .context("starting worker threads")?;
-    pool.install(|| run_on_pool(args))
+    options::on_threads(args.threads, || run_on_pool(args))
 }
 
 fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {

@@ -40,12 +40,7 @@ pub struct Job<'a> {
 }
 
 pub fn execute(job: Job<'_>) -> anyhow::Result<()> {
-    let threads = job.run.threads.unwrap_or(0) as usize;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .context("starting worker threads")?;
-    pool.install(|| execute_on_pool(job))
+    super::options::on_threads(job.run.threads, || execute_on_pool(job))
 }
 
 fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use anyhow::Context;
+
 use impasto::core::{Pooling, WinogradTile};
 use impasto::model::{AlgorithmPolicy, Architecture};
 use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
@@ -50,6 +52,22 @@ pub fn optimizer(run: &RunArgs) -> OptimizerSettings {
             ..AdamConfig::default()
         }),
     }
+}
+
+/// Runs `f` on a pool of `threads` workers (`None`: one per core), so `--threads` bounds every
+/// parallel loop inside, the `gemm` calls included.
+pub fn on_threads<T>(
+    threads: Option<u32>,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T>
+where
+    T: Send,
+{
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0) as usize)
+        .build()
+        .context("starting worker threads")?;
+    pool.install(f)
 }
 
 /// The weights to use and where they came from: `--weights`, else the installed ones for the
