@@ -55,7 +55,7 @@ pub struct Transfer {
     alpha: Option<Vec<f32>>,
     x: Vec<f32>,
     grad: Vec<f32>,
-    fx: f64,
+    /// The losses at `x` (the optimiser's last evaluation is always at the point it returns).
     parts: LossParts,
     best: Vec<f32>,
     best_parts: LossParts,
@@ -145,7 +145,6 @@ impl Transfer {
             grad: vec![0.0; x.len()],
             best: x.clone(),
             x,
-            fx: f64::INFINITY,
             parts: LossParts::default(),
             best_parts: LossParts::default(),
             best_iteration: 0,
@@ -201,7 +200,6 @@ impl Transfer {
         }
         let (net, ws, objective) = (&self.net, &mut self.ws, &mut self.objective);
         self.parts = objective.evaluate(net, ws, &self.x, &mut self.grad)?;
-        self.fx = self.parts.total;
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
             return Err(Error::parameter(format!(
@@ -266,17 +264,17 @@ impl Transfer {
             optimizer,
             x,
             grad,
-            fx,
             parts,
             ..
         } = self;
         // The optimiser's last evaluation is at the point it returns, so `parts` ends up
         // describing the new image.
+        let mut fx = parts.total;
         let mut eval = |at: &[f32], g: &mut [f32]| -> Result<f64> {
             *parts = objective.evaluate(net, ws, at, g)?;
             Ok(parts.total)
         };
-        let step = optimizer.step(x, fx, grad, &mut eval)?;
+        let step = optimizer.step(x, &mut fx, grad, &mut eval)?;
         self.evaluations += step.evaluations;
         let iteration = self.records.len();
         tracing::debug!(
