@@ -5,6 +5,11 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The paper's layers, as `--content-layers` and `--style-layers` take them (the library's
+/// `PAPER_CONTENT_LAYERS` and `PAPER_STYLE_LAYERS`, joined; a test keeps them equal).
+const PAPER_CONTENT: &str = "relu4_2";
+const PAPER_STYLE: &str = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1";
+
 #[derive(Parser, Debug)]
 #[command(
     name = "impasto",
@@ -81,7 +86,7 @@ pub struct TransferArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "relu4_2",
+        default_value = PAPER_CONTENT,
         value_name = "LAYER,...",
         value_parser = layer_name
     )]
@@ -90,7 +95,7 @@ pub struct TransferArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+        default_value = PAPER_STYLE,
         value_name = "LAYER,...",
         value_parser = layer_name
     )]
@@ -113,7 +118,7 @@ pub enum ReconstructCommand {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "relu4_2",
+            default_value = PAPER_CONTENT,
             value_name = "LAYER,...",
             value_parser = layer_name
         )]
@@ -130,7 +135,7 @@ pub enum ReconstructCommand {
         #[arg(
             long,
             value_delimiter = ',',
-            default_value = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1",
+            default_value = PAPER_STYLE,
             value_name = "LAYER,...",
             value_parser = layer_name
         )]
@@ -458,6 +463,11 @@ mod tests {
             (1.0, 1e3, 0.0)
         );
         assert_eq!(t.content_layers, ["relu4_2"]);
+        assert_eq!(
+            PAPER_CONTENT,
+            impasto::transfer::PAPER_CONTENT_LAYERS.join(",")
+        );
+        assert_eq!(PAPER_STYLE, impasto::transfer::PAPER_STYLE_LAYERS.join(","));
         assert_eq!(
             t.style_layers,
             ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
