@@ -234,7 +234,8 @@ impl Optimizer for Lbfgs {
         eval: &mut Evaluate<'_>,
     ) -> Result<Step> {
         check_len("L-BFGS", self.len, x, gx)?;
-        if max_abs(gx) == 0.0 {
+        let g_max = max_abs(gx);
+        if g_max == 0.0 {
             return Ok(Step {
                 evaluations: 0,
                 converged: true,
@@ -246,13 +247,13 @@ impl Optimizer for Lbfgs {
         // reach 1e6–1e9. That is below f32's resolution at pixel values near 100, so the first
         // curvature pair would be rounding noise and the second step explode. Moving the
         // steepest pixel by `lr` grey levels makes the first step meaningful at any loss scale.
-        let first_step = || lr / max_abs(gx) as f64;
+        let first_step = lr / g_max as f64;
 
         // Direction and initial step length.
         let mut t;
         if self.iterations == 0 {
             negate_into(&mut self.d, gx);
-            t = first_step();
+            t = first_step;
         } else {
             self.two_loop(gx);
             t = lr;
@@ -262,7 +263,7 @@ impl Optimizer for Lbfgs {
             // Not a descent direction (rounding in f32): forget the history, go along −g.
             self.restart();
             negate_into(&mut self.d, gx);
-            t = first_step();
+            t = first_step;
             gtd = self.sums.dot(gx, &self.d);
         }
 
