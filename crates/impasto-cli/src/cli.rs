@@ -245,6 +245,16 @@ pub enum InitArg {
     File(PathBuf),
 }
 
+impl InitArg {
+    /// The image file the run starts from, if any: an input like the others.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            InitArg::File(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 fn parse_init(s: &str) -> Result<InitArg, String> {
     Ok(match s {
         "content" => InitArg::Content,

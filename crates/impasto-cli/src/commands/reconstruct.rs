@@ -8,7 +8,7 @@ use impasto::transfer::TransferSettings;
 use super::optimize::{self, Job};
 use super::outputs;
 use super::transfer::{base_settings, file_name, init};
-use crate::cli::{InitArg, ReconstructCommand};
+use crate::cli::ReconstructCommand;
 
 pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
     let (image_path, layers, common, is_content) = match cmd {
@@ -25,9 +25,7 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
     };
     let (output, init_arg, run) = (&common.output, &common.init, &common.run);
     let mut inputs = vec![image_path.as_path()];
-    if let InitArg::File(p) = init_arg {
-        inputs.push(p);
-    }
+    inputs.extend(init_arg.file());
     outputs::check_outputs(output, run, &inputs)?;
     let image = image_io::load(image_path)?;
     let (content_layers, style_layers, weights) = if is_content {

@@ -10,9 +10,7 @@ use crate::cli::{InitArg, RunArgs, TransferArgs};
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
     inputs.extend(args.styles.iter().map(|p| p.as_path()));
-    if let InitArg::File(p) = &args.init {
-        inputs.push(p);
-    }
+    inputs.extend(args.init.file());
     outputs::check_outputs(&args.output, &args.run, &inputs)?;
     let content = image_io::load(&args.content)?;
     let styles = args
