@@ -320,6 +320,14 @@ impl<'a> Machine<'a> {
             .map_err(|_| self.err(format!("{what} is not valid UTF-8")))
     }
 
+    /// Takes `n` bytes as a UTF-8 string and pushes it: every string opcode after its length.
+    fn push_string(&mut self, n: u64, what: &str) -> Result<(), PickleError> {
+        let bytes = self.take(n, what)?;
+        let s = self.utf8(bytes, what)?;
+        self.push_leaf(Value::Str(s));
+        Ok(())
+    }
+
     fn alloc(&mut self, node: Node) -> Id {
         self.arena.push(node);
         self.arena.len() - 1
@@ -481,21 +489,15 @@ impl<'a> Machine<'a> {
                 }
                 BINUNICODE => {
                     let n = self.u32("BINUNICODE")?;
-                    let s = self.take(n.into(), "BINUNICODE")?;
-                    let s = self.utf8(s, "BINUNICODE")?;
-                    self.push_leaf(Value::Str(s));
+                    self.push_string(n.into(), "BINUNICODE")?;
                 }
                 SHORT_BINUNICODE => {
                     let n = self.u8("SHORT_BINUNICODE")?;
-                    let s = self.take(n.into(), "SHORT_BINUNICODE")?;
-                    let s = self.utf8(s, "SHORT_BINUNICODE")?;
-                    self.push_leaf(Value::Str(s));
+                    self.push_string(n.into(), "SHORT_BINUNICODE")?;
                 }
                 BINUNICODE8 => {
                     let n = self.u64("BINUNICODE8")?;
-                    let s = self.take(n, "BINUNICODE8")?;
-                    let s = self.utf8(s, "BINUNICODE8")?;
-                    self.push_leaf(Value::Str(s));
+                    self.push_string(n, "BINUNICODE8")?;
                 }
                 // Python 2 `str`; torch.load decodes these as UTF-8.
                 BINSTRING => {
@@ -503,15 +505,11 @@ impl<'a> Machine<'a> {
                     if n < 0 {
                         return Err(self.err(format!("BINSTRING with negative length {n}")));
                     }
-                    let s = self.take(n as u64, "BINSTRING")?;
-                    let s = self.utf8(s, "BINSTRING")?;
-                    self.push_leaf(Value::Str(s));
+                    self.push_string(n as u64, "BINSTRING")?;
                 }
                 SHORT_BINSTRING => {
                     let n = self.u8("SHORT_BINSTRING")?;
-                    let s = self.take(n.into(), "SHORT_BINSTRING")?;
-                    let s = self.utf8(s, "SHORT_BINSTRING")?;
-                    self.push_leaf(Value::Str(s));
+                    self.push_string(n.into(), "SHORT_BINSTRING")?;
                 }
                 BINBYTES => {
                     let n = self.u32("BINBYTES")?;
