@@ -172,6 +172,17 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(i64).range(0..=100_000_000)
     )]
     pub iterations: i64,
+    /// Coarse to fine: optimise at N sizes, each result upsampled as the next one's start,
+    /// the last being --size. auto: steps of about √2 from --start-size (5 scales for 512 px);
+    /// 1: a plain single-size run.
+    #[arg(long, default_value = "auto", value_name = "N|auto", value_parser = parse_scales)]
+    pub scales: Scales,
+    /// Coarse to fine: the long side of the first scale.
+    #[arg(long, default_value_t = 128, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub start_size: u32,
+    /// Coarse to fine: iterations at each scale before the last (--iterations is the last's).
+    #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub scale_iterations: u32,
     /// L-BFGS (the paper's) or Adam.
     #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
     pub optimizer: OptimizerArg,
@@ -210,12 +221,16 @@ pub struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
-    /// Write the losses of every iteration as CSV: iteration,elapsed_s,content,style,tv,total.
+    /// Write the losses of every iteration as CSV: iteration,elapsed_s,content,style,tv,total,scale.
     #[arg(long, value_name = "FILE.csv")]
     pub loss_log: Option<PathBuf>,
     /// Also write the image every N iterations, next to the output (NAME-iterNNNN.EXT).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub save_every: Option<u64>,
+    /// Bits per channel of the output image: 8, or 16 for .png and .tiff (smooth gradients
+    /// without banding).
+    #[arg(long, default_value_t = 8, value_name = "8|16", value_parser = parse_bit_depth)]
+    pub bit_depth: u8,
     /// Draw the loss curves (log scale) to a .png or .svg file.
     #[arg(long, value_name = "FILE")]
     pub plot: Option<PathBuf>,
@@ -234,6 +249,32 @@ pub enum OptimizerArg {
 pub enum LineSearchArg {
     None,
     StrongWolfe,
+}
+
+/// `--scales`: how many sizes a coarse-to-fine run takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scales {
+    /// √2 steps from --start-size to --size.
+    Auto,
+    Count(usize),
+}
+
+fn parse_scales(s: &str) -> Result<Scales, String> {
+    if s == "auto" {
+        return Ok(Scales::Auto);
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=32).contains(&n) => Ok(Scales::Count(n)),
+        _ => Err(format!("`{s}` is not auto or a number of scales from 1 to 32")),
+    }
+}
+
+fn parse_bit_depth(s: &str) -> Result<u8, String> {
+    match s {
+        "8" => Ok(8),
+        "16" => Ok(16),
+        _ => Err(format!("`{s}` is not a bit depth; use 8 or 16")),
+    }
 }
 
 /// `--init`: a keyword or an image file.

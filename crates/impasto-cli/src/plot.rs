@@ -133,10 +133,16 @@ impl PlotData {
         ];
         let mut series = Vec::new();
         for (i, (label, color, get)) in parts.into_iter().enumerate() {
-            // Runs of plottable points; an unplottable value ends a run.
+            // Runs of plottable points; an unplottable value ends a run, and so does a new
+            // scale of a coarse-to-fine run (losses at different sizes are not one curve).
             let mut segments: Vec<Vec<(u64, f64)>> = Vec::new();
             let mut current = Vec::new();
+            let mut scale = records.first().map_or(0, |r| r.scale);
             for r in records {
+                if r.scale != scale && !current.is_empty() {
+                    segments.push(std::mem::take(&mut current));
+                }
+                scale = r.scale;
                 let v = get(r);
                 if plottable(v) {
                     current.push((r.iteration as u64, v));
@@ -315,6 +321,7 @@ mod tests {
 
     fn record(iteration: usize, content: f64, style: f64, tv: f64, total: f64) -> LossRecord {
         LossRecord {
+            scale: 0,
             iteration,
             elapsed_s: iteration as f64 * 0.1,
             parts: LossParts {

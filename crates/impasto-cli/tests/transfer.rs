@@ -111,7 +111,7 @@ fn style_loss_falls_tenfold_in_100_lbfgs_iterations_at_128px() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let (header, rows) = read_loss_log(&log);
-    assert_eq!(header, "iteration,elapsed_s,content,style,tv,total");
+    assert_eq!(header, "iteration,elapsed_s,content,style,tv,total,scale");
     assert_eq!(
         rows.len(),
         101,

@@ -1,11 +1,15 @@
-//! `--loss-log`: one CSV row per iteration, iteration 0 being the start image.
+//! `--loss-log`: one CSV row per iteration, iteration 0 being the start image. A coarse-to-fine
+//! run numbers iterations over all its scales; each later scale starts with a row for its
+//! upsampled start image, which repeats the previous row's iteration with the next `scale`.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use impasto::transfer::LossRecord;
 
-pub const HEADER: &str = "iteration,elapsed_s,content,style,tv,total";
+/// `scale` comes last so that the columns of logs from before coarse-to-fine runs keep their
+/// positions.
+pub const HEADER: &str = "iteration,elapsed_s,content,style,tv,total,scale";
 
 /// The CSV text: content, style and tv unweighted, total weighted, full precision.
 pub fn to_csv(records: &[LossRecord]) -> String {
@@ -16,8 +20,8 @@ pub fn to_csv(records: &[LossRecord]) -> String {
         let p = &r.parts;
         let _ = writeln!(
             out,
-            "{},{:.4},{:e},{:e},{:e},{:e}",
-            r.iteration, r.elapsed_s, p.content, p.style, p.tv, p.total
+            "{},{:.4},{:e},{:e},{:e},{:e},{}",
+            r.iteration, r.elapsed_s, p.content, p.style, p.tv, p.total, r.scale
         );
     }
     out
@@ -38,6 +42,7 @@ mod tests {
     fn rows_parse_back_to_the_same_numbers() {
         let records = [
             LossRecord {
+                scale: 0,
                 iteration: 0,
                 elapsed_s: 0.0,
                 parts: LossParts {
@@ -48,6 +53,7 @@ mod tests {
                 },
             },
             LossRecord {
+                scale: 1,
                 iteration: 1,
                 elapsed_s: 0.731,
                 parts: LossParts {
@@ -69,6 +75,7 @@ mod tests {
                 [v[2], v[3], v[4], v[5]],
                 [r.parts.content, r.parts.style, r.parts.tv, r.parts.total]
             );
+            assert_eq!(v[6] as usize, r.scale);
         }
     }
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use impasto::image_io::{self, Image};
-use impasto::transfer::{LossRecord, Stop, Transfer, TransferSettings};
+use impasto::model::Architecture;
+use impasto::transfer::{run_schedule, LossRecord, Schedule, Stop, Transfer, TransferSettings};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::loss_log;
@@ -46,59 +47,71 @@ pub fn execute(job: Job<'_>) -> anyhow::Result<()> {
 fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     let run = job.run;
     let arch = job.settings.architecture;
+    let schedule = super::options::schedule(run)?;
     let (weights, weights_path) = super::options::load_weights(arch, run.weights.as_deref())?;
     tracing::info!("weights: {}", weights_path.display());
-    let mut transfer = Transfer::new(&weights, &job.content, &job.styles, &job.settings)?;
-    drop(weights);
-    let (w, h) = transfer.size();
-    let iterations = run.iterations as usize;
-    if !run.quiet {
-        eprintln!(
-            "{arch}, {w}×{h}, {} iterations of {}",
-            iterations,
-            optimizer_name(run)
-        );
-    }
+    let total = schedule.total_iterations();
+    let last_iterations = *schedule.iterations.last().unwrap_or(&0);
     install_interrupt_handler();
 
-    let bar = progress_bar(iterations as u64, run.quiet);
+    let bar = progress_bar(total as u64, run.quiet);
     let save_every = run.save_every.map(|n| n as usize);
+    let depth = super::options::bit_depth(run.bit_depth);
     let mut save_error = None;
-    let summary = transfer.run(iterations, |t, record| {
-        bar.set_position(record.iteration as u64);
-        bar.set_message(format!(
-            "loss {:.4e} (content {:.3e}, style {:.3e})",
-            record.parts.total, record.parts.content, record.parts.style
-        ));
-        if let Some(n) = save_every {
-            if record.iteration > 0 && record.iteration % n == 0 {
-                let path = intermediate_path(job.output, record.iteration, iterations);
-                if let Err(e) = image_io::save(&t.image(), &path) {
-                    save_error = Some(e);
-                    return ControlFlow::Break(());
+    let mut announced = None;
+    let outcome = run_schedule(
+        &weights,
+        &job.content,
+        &job.styles,
+        &job.settings,
+        &schedule,
+        |t, record| {
+            if announced != Some(t.scale()) {
+                announced = Some(t.scale());
+                if !run.quiet {
+                    bar.println(scale_line(arch, &schedule, t, run));
                 }
             }
-        }
-        if INTERRUPTED.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })?;
+            bar.set_position(record.iteration as u64);
+            bar.set_message(format!(
+                "loss {:.4e} (content {:.3e}, style {:.3e})",
+                record.parts.total, record.parts.content, record.parts.style
+            ));
+            let starts_scale = t.records().len() == 1;
+            if let Some(n) = save_every {
+                if !starts_scale && record.iteration % n == 0 {
+                    let path = intermediate_path(job.output, record.iteration, total);
+                    if let Err(e) = image_io::save_with_depth(&t.image(), &path, depth) {
+                        save_error = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
+            }
+            if INTERRUPTED.load(Ordering::SeqCst) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )?;
+    drop(weights);
     bar.finish_and_clear();
     SAVING.store(true, Ordering::SeqCst);
+    let best = outcome.best_image()?;
     if let Some(e) = save_error {
         // Keep what was reached, then report the failure.
-        let _ = image_io::save(&transfer.best_image(), job.output);
+        let _ = image_io::save_with_depth(&best, job.output, depth);
         return Err(e).context("writing an intermediate image");
     }
 
-    image_io::save(&transfer.best_image(), job.output)?;
-    write_reports(&transfer, run, &job.title)?;
+    image_io::save_with_depth(&best, job.output, depth)?;
+    write_reports(&outcome.records, run, &job.title)?;
+    let summary = outcome.summary;
     if !run.quiet {
         let per_iter = summary.elapsed_s / summary.iterations.max(1) as f64;
+        let (bw, bh) = outcome.transfer.size();
         eprintln!(
-            "{} iterations ({} evaluations) in {:.1} s ({:.3} s/iteration); best loss {:.4e} at iteration {}; wrote {}",
+            "{} iterations ({} evaluations) in {:.1} s ({:.3} s/iteration); best loss {:.4e} at iteration {} ({bw}×{bh}); wrote {}",
             summary.iterations,
             summary.evaluations,
             summary.elapsed_s,
@@ -110,15 +123,18 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
         if summary.stop == Stop::Converged {
             eprintln!("stopped early: the optimiser could make no further progress");
         }
+        if last_iterations == 0 && schedule.sizes.len() > 1 {
+            eprintln!("note: --iterations 0 leaves the last scale as the upsampled previous one");
+        }
     }
     match summary.stop {
         Stop::Interrupted if INTERRUPTED.load(Ordering::SeqCst) => {
             Err(Interrupted(job.output.to_path_buf()).into())
         }
         Stop::Diverged => anyhow::bail!(
-            "the loss stopped being finite at iteration {} (try a smaller --lr); wrote the best \
-             image so far (iteration {}) to {}",
-            summary.iterations + 1,
+            "the loss stopped being finite after iteration {} (try a smaller --lr); wrote the \
+             best image so far (iteration {}) to {}",
+            outcome.records.last().map_or(0, |r| r.iteration),
             summary.best_iteration,
             job.output.display()
         ),
@@ -126,8 +142,23 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     }
 }
 
-fn write_reports(transfer: &Transfer, run: &RunArgs, title: &str) -> anyhow::Result<()> {
-    let records: &[LossRecord] = transfer.records();
+/// `VGG19, scale 2/5: 181×136, 100 iterations of lbfgs`.
+fn scale_line(arch: Architecture, schedule: &Schedule, t: &Transfer, run: &RunArgs) -> String {
+    let (w, h) = t.size();
+    let n = schedule.sizes.len();
+    let iterations = schedule.iterations[t.scale()];
+    let which = if n > 1 {
+        format!("scale {}/{n}: ", t.scale() + 1)
+    } else {
+        String::new()
+    };
+    format!(
+        "{arch}, {which}{w}×{h}, {iterations} iterations of {}",
+        optimizer_name(run)
+    )
+}
+
+fn write_reports(records: &[LossRecord], run: &RunArgs, title: &str) -> anyhow::Result<()> {
     if let Some(p) = &run.loss_log {
         loss_log::write(p, records)?;
     }

@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use impasto::core::{Pooling, WinogradTile};
+use impasto::image_io::BitDepth;
 use impasto::model::{AlgorithmPolicy, Architecture};
 use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
-use impasto::transfer::OptimizerSettings;
+use impasto::transfer::{OptimizerSettings, Schedule};
 use impasto::weights::{self, VggWeights};
 
-use crate::cli::{AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, RunArgs};
+use crate::cli::{AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, RunArgs, Scales};
 
 pub fn architecture(model: Model) -> Architecture {
     match model {
@@ -52,6 +53,29 @@ pub fn optimizer(run: &RunArgs) -> OptimizerSettings {
             ..AdamConfig::default()
         }),
     }
+}
+
+pub fn bit_depth(bits: u8) -> BitDepth {
+    if bits == 16 {
+        BitDepth::Sixteen
+    } else {
+        BitDepth::Eight
+    }
+}
+
+/// The sizes and iterations of the run: `--scales` sizes from `--start-size` to `--size`.
+pub fn schedule(run: &RunArgs) -> anyhow::Result<Schedule> {
+    let scales = match run.scales {
+        Scales::Auto => None,
+        Scales::Count(n) => Some(n),
+    };
+    Ok(Schedule::geometric(
+        run.size as usize,
+        run.start_size as usize,
+        scales,
+        run.iterations as usize,
+        run.scale_iterations as usize,
+    )?)
 }
 
 /// Runs `f` on a pool of `threads` workers (`None`: one per core), so `--threads` bounds every

@@ -14,9 +14,10 @@ use crate::plot;
 /// an input (the weights included), no two of them the same file, and no `--save-every`
 /// intermediate (`OUT-iterN.EXT`) able to land on an input or another output.
 pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::Result<()> {
-    image_io::check_output_path(output)?;
+    image_io::check_output_path_with_depth(output, super::options::bit_depth(run.bit_depth))?;
     if let Some(p) = &run.plot {
         plot::check_plot_path(p)?;
+        atomic::check_parent_dir(p).with_context(|| format!("--plot {}", p.display()))?;
     }
     if let Some(p) = &run.loss_log {
         atomic::check_parent_dir(p).with_context(|| format!("--loss-log {}", p.display()))?;

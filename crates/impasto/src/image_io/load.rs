@@ -1,4 +1,4 @@
-//! Decoding JPEG and PNG files into [`Image`], with the size checked before any pixel is decoded.
+//! Decoding JPEG, PNG and TIFF files into [`Image`], with the size checked before any pixel is decoded.
 
 use std::io::Cursor;
 use std::path::Path;
@@ -8,12 +8,12 @@ use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 use super::{Image, Limits};
 use crate::{Error, Result};
 
-/// Loads a JPEG or PNG with the default [`Limits`].
+/// Loads a JPEG, PNG or TIFF with the default [`Limits`].
 pub fn load(path: &Path) -> Result<Image> {
     load_with_limits(path, &Limits::default())
 }
 
-/// Loads a JPEG or PNG, refusing images beyond `limits` from their header alone.
+/// Loads a JPEG, PNG or TIFF, refusing images beyond `limits` from their header alone.
 ///
 /// The format is recognised from the content, not the extension, so a PNG saved as `.jpg` still
 /// loads. Grayscale and palette images become RGB with the value replicated; 16-bit images keep
@@ -73,7 +73,8 @@ fn decode(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> {
     to_image(path, decoded)
 }
 
-/// Accepts only JPEG and PNG, and says what the file is otherwise: "not an image" and "an image
+/// Accepts only JPEG, PNG and TIFF (which impasto writes at 16 bits, so its outputs can be read
+/// back as start images), and says what the file is otherwise: "not an image" and "an image
 /// in a format we do not read" call for different actions from the user.
 fn sniff(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
@@ -81,6 +82,9 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     }
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return Ok(ImageFormat::Png);
+    }
+    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        return Ok(ImageFormat::Tiff);
     }
     let what = if let Ok(other) = image::guess_format(bytes) {
         format!("a {} image", format_name(other))
@@ -90,12 +94,12 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     {
         "a HEIC/HEIF image".to_string()
     } else if looks_like_text(bytes) {
-        "not a JPEG or PNG image (the file starts with text)".to_string()
+        "not a JPEG, PNG or TIFF image (the file starts with text)".to_string()
     } else {
-        "not a JPEG or PNG image (unrecognised content)".to_string()
+        "not a JPEG, PNG or TIFF image (unrecognised content)".to_string()
     };
     let message = if what.starts_with("a ") {
-        format!("{what}; only JPEG and PNG images can be read, convert it first")
+        format!("{what}; only JPEG, PNG and TIFF images can be read, convert it first")
     } else {
         what
     };
@@ -106,6 +110,7 @@ fn format_name(format: ImageFormat) -> String {
     match format {
         ImageFormat::Jpeg => "JPEG".to_string(),
         ImageFormat::Png => "PNG".to_string(),
+        ImageFormat::Tiff => "TIFF".to_string(),
         other => other
             .to_mime_type()
             .rsplit('/')
@@ -559,7 +564,7 @@ mod tests {
         assert!(matches!(err, Error::Image { .. }), "{err:?}");
         let text = err.to_string();
         assert!(
-            text.contains("not a JPEG or PNG image (the file starts with text)"),
+            text.contains("not a JPEG, PNG or TIFF image (the file starts with text)"),
             "{text}"
         );
         assert!(text.contains("notes.jpg"), "{text}");
@@ -571,7 +576,7 @@ mod tests {
         let path = d.path().join("anim.png");
         std::fs::write(&path, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
         let text = message(load(&path));
-        assert!(text.contains("a GIF image; only JPEG and PNG"), "{text}");
+        assert!(text.contains("a GIF image; only JPEG, PNG and TIFF"), "{text}");
         std::fs::write(&path, [0u8, 1, 2, 3, 200, 201]).unwrap();
         let text = message(load(&path));
         assert!(text.contains("unrecognised content"), "{text}");

@@ -14,7 +14,7 @@
 //! the header and refused before a single pixel buffer is allocated, so a hostile or mistaken file
 //! (a PNG claiming 100000 × 100000 pixels) fails fast with [`Error::Limits`] instead of exhausting
 //! memory. Errors name the problem in words an end user can act on ("truncated JPEG data",
-//! "empty file", "not a JPEG or PNG image").
+//! "empty file", "not a JPEG, PNG or TIFF image").
 //!
 //! Writes are atomic (encode, write a temporary file beside the destination, rename over it), so
 //! an interrupted run never leaves a half-written output or clobbers a previous good one.
@@ -25,7 +25,7 @@ mod save;
 
 pub use load::{load, load_with_limits};
 pub use resize::{fit_long_side, resize};
-pub use save::{check_output_path, save};
+pub use save::{check_output_path, check_output_path_with_depth, save, save_with_depth, BitDepth};
 
 use crate::{Error, Result};
 

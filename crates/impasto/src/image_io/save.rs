@@ -1,9 +1,10 @@
-//! Encoding to PNG or JPEG and writing the file atomically.
+//! Encoding to PNG, JPEG or TIFF and writing the file atomically.
 
 use std::path::Path;
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
+use image::codecs::tiff::TiffEncoder;
 use image::{ExtendedColorType, ImageEncoder};
 
 use super::Image;
@@ -16,18 +17,35 @@ const JPEG_QUALITY: u8 = 95;
 enum Format {
     Png,
     Jpeg,
+    Tiff,
 }
 
-/// Writes the image atomically in the format its extension names: `.png` (8-bit RGB, or RGBA
-/// when the image has alpha) or `.jpg`/`.jpeg` (quality 95, alpha dropped).
+/// Bits per channel of a saved image.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BitDepth {
+    #[default]
+    Eight,
+    /// PNG and TIFF only. The optimiser's pixels are floats, so 16 bits keep the smooth
+    /// gradients of skies and shadows that 8 bits band (and they survive later editing).
+    Sixteen,
+}
+
+/// Writes the image atomically, 8 bits per channel, in the format its extension names: `.png`
+/// (RGB, or RGBA when the image has alpha), `.tif`/`.tiff` (likewise) or `.jpg`/`.jpeg`
+/// (quality 95, alpha dropped).
 ///
 /// The image is encoded in memory, written to a hidden temporary file in the destination's
 /// directory and renamed over the destination, so a reader (or a crash) never sees a partial
 /// file and a previous output survives a failed save. Values are rounded and clamped to 0–255,
 /// since the optimiser may leave them slightly outside.
 pub fn save(image: &Image, path: &Path) -> Result<()> {
-    let format = check_output(path)?;
-    let bytes = encode(image, format)
+    save_with_depth(image, path, BitDepth::Eight)
+}
+
+/// [`save`] with a choice of bit depth; 16 bits are refused for JPEG, which has only 8.
+pub fn save_with_depth(image: &Image, path: &Path, depth: BitDepth) -> Result<()> {
+    let format = check_output_with_depth(path, depth)?;
+    let bytes = encode(image, format, depth)
         .map_err(|message| Error::image(path, format!("encoding failed: {message}")))?;
     crate::atomic::write_bytes_atomic(path, &bytes)
 }
@@ -37,6 +55,22 @@ pub fn save(image: &Image, path: &Path) -> Result<()> {
 /// and the parent directory must exist.
 pub fn check_output_path(path: &Path) -> Result<()> {
     check_output(path).map(|_| ())
+}
+
+/// [`check_output_path`] for a given bit depth.
+pub fn check_output_path_with_depth(path: &Path, depth: BitDepth) -> Result<()> {
+    check_output_with_depth(path, depth).map(|_| ())
+}
+
+fn check_output_with_depth(path: &Path, depth: BitDepth) -> Result<Format> {
+    let format = check_output(path)?;
+    if format == Format::Jpeg && depth == BitDepth::Sixteen {
+        return Err(Error::parameter(format!(
+            "cannot write {} with 16 bits per channel: JPEG has 8; use .png or .tiff",
+            path.display()
+        )));
+    }
+    Ok(format)
 }
 
 fn check_output(path: &Path) -> Result<Format> {
@@ -59,18 +93,19 @@ fn output_format(path: &Path) -> Result<Format> {
     match extension.as_deref() {
         Some("png") => Ok(Format::Png),
         Some("jpg" | "jpeg") => Ok(Format::Jpeg),
+        Some("tif" | "tiff") => Ok(Format::Tiff),
         Some(other) => Err(Error::parameter(format!(
-            "cannot write {}: unsupported extension `.{other}`; use .png, .jpg or .jpeg",
+            "cannot write {}: unsupported extension `.{other}`; use .png, .jpg, .jpeg, .tif or .tiff",
             path.display()
         ))),
         None => Err(Error::parameter(format!(
-            "cannot write {}: no file extension; use .png, .jpg or .jpeg",
+            "cannot write {}: no file extension; use .png, .jpg, .jpeg, .tif or .tiff",
             path.display()
         ))),
     }
 }
 
-fn encode(image: &Image, format: Format) -> std::result::Result<Vec<u8>, String> {
+fn encode(image: &Image, format: Format, depth: BitDepth) -> std::result::Result<Vec<u8>, String> {
     let pixels = image.width * image.height;
     if image.width == 0 || image.height == 0 {
         return Err(format!("image is {}×{}", image.width, image.height));
@@ -90,28 +125,51 @@ fn encode(image: &Image, format: Format) -> std::result::Result<Vec<u8>, String>
             ))
         }
     };
-    // NaN becomes 0 (`as u8` saturates and maps NaN to 0).
-    let to_u8 = |v: f32| v.round().clamp(0.0, 255.0) as u8;
-    let rgb: Vec<u8> = image.rgb.iter().map(|&v| to_u8(v)).collect();
-    let mut out = Vec::new();
-    let result = match (format, &image.alpha) {
-        (Format::Png, Some(alpha)) => {
-            let mut rgba = Vec::with_capacity(pixels * 4);
-            for (px, &a) in rgb.chunks_exact(3).zip(alpha) {
-                rgba.extend_from_slice(px);
-                rgba.push(to_u8(a));
+    // JPEG has no alpha; the others keep the content's.
+    let alpha = image.alpha.as_ref().filter(|_| format != Format::Jpeg);
+    let channels = if alpha.is_some() { 4 } else { 3 };
+    let interleaved = |to: &dyn Fn(f32) -> u16| -> Vec<u16> {
+        let mut out = Vec::with_capacity(pixels * channels);
+        for (i, px) in image.rgb.chunks_exact(3).enumerate() {
+            out.extend(px.iter().map(|&v| to(v)));
+            if let Some(a) = alpha {
+                out.push(to(a[i]));
             }
-            PngEncoder::new(&mut out).write_image(&rgba, width, height, ExtendedColorType::Rgba8)
         }
-        (Format::Png, None) => {
-            PngEncoder::new(&mut out).write_image(&rgb, width, height, ExtendedColorType::Rgb8)
+        out
+    };
+    // NaN becomes 0 (float-to-int `as` saturates and maps NaN to 0).
+    let (bytes, color) = match depth {
+        BitDepth::Eight => {
+            let values = interleaved(&|v| v.round().clamp(0.0, 255.0) as u16);
+            let bytes: Vec<u8> = values.into_iter().map(|v| v as u8).collect();
+            let color = if channels == 4 {
+                ExtendedColorType::Rgba8
+            } else {
+                ExtendedColorType::Rgb8
+            };
+            (bytes, color)
         }
-        (Format::Jpeg, _) => JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY).write_image(
-            &rgb,
-            width,
-            height,
-            ExtendedColorType::Rgb8,
-        ),
+        BitDepth::Sixteen => {
+            // 0–255 maps onto 0–65535 as 16-bit loading maps back (value / 257).
+            let values = interleaved(&|v| (v * 257.0).round().clamp(0.0, 65535.0) as u16);
+            // Encoders take 16-bit samples as native-endian bytes.
+            let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            let color = if channels == 4 {
+                ExtendedColorType::Rgba16
+            } else {
+                ExtendedColorType::Rgb16
+            };
+            (bytes, color)
+        }
+    };
+    let mut out = Vec::new();
+    let result = match format {
+        Format::Png => PngEncoder::new(&mut out).write_image(&bytes, width, height, color),
+        Format::Jpeg => JpegEncoder::new_with_quality(&mut out, JPEG_QUALITY)
+            .write_image(&bytes, width, height, color),
+        Format::Tiff => TiffEncoder::new(std::io::Cursor::new(&mut out))
+            .write_image(&bytes, width, height, color),
     };
     result.map_err(|e| e.to_string())?;
     Ok(out)
@@ -146,6 +204,52 @@ mod tests {
         let image = gradient(13, 7, false);
         save(&image, &path).unwrap();
         assert_eq!(load(&path).unwrap(), image);
+    }
+
+    /// A smooth ramp with values between the 8-bit levels, as the optimiser leaves them.
+    fn fine_ramp(width: usize, height: usize, alpha: bool) -> Image {
+        let n = width * height;
+        let rgb = (0..n * 3).map(|i| (i as f32 * 0.37) % 255.0).collect();
+        let alpha = alpha.then(|| (0..n).map(|i| 255.0 - (i as f32 * 0.11) % 255.0).collect());
+        Image::new(width, height, rgb, alpha).unwrap()
+    }
+
+    #[test]
+    fn sixteen_bits_keep_what_eight_round_away() {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, alpha) in [("a.png", false), ("b.png", true), ("c.tiff", false), ("d.tif", true)] {
+            let image = fine_ramp(31, 17, alpha);
+            let path = dir.path().join(name);
+            save_with_depth(&image, &path, BitDepth::Sixteen).unwrap();
+            let back = load(&path).unwrap();
+            assert_eq!((back.width, back.height), (31, 17));
+            let worst = |a: &[f32], b: &[f32]| {
+                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+            };
+            // 16 bits: within half a 1/257 step; 8 bits would be off by up to 0.5.
+            assert!(worst(&back.rgb, &image.rgb) < 0.003, "{name}");
+            match (&back.alpha, &image.alpha) {
+                (Some(b), Some(a)) => assert!(worst(b, a) < 0.003, "{name} alpha"),
+                (None, None) => {}
+                _ => panic!("{name}: alpha lost or invented"),
+            }
+            let eight = dir.path().join(format!("8-{name}"));
+            save(&image, &eight).unwrap();
+            let back8 = load(&eight).unwrap();
+            assert!(worst(&back8.rgb, &image.rgb) > 0.3, "{name}: 8 bits round");
+            assert!(worst(&back8.rgb, &image.rgb) <= 0.5 + 1e-3, "{name}: 8 bits round");
+        }
+    }
+
+    #[test]
+    fn sixteen_bit_jpeg_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.jpg");
+        let err = save_with_depth(&fine_ramp(4, 4, false), &path, BitDepth::Sixteen).unwrap_err();
+        assert!(err.to_string().contains("JPEG has 8"), "{err}");
+        assert!(!path.exists());
+        assert!(check_output_path_with_depth(&path, BitDepth::Sixteen).is_err());
+        assert!(check_output_path_with_depth(&path, BitDepth::Eight).is_ok());
     }
 
     #[test]
@@ -209,7 +313,7 @@ mod tests {
             let err = save(&gradient(2, 2, false), &path).unwrap_err();
             assert!(matches!(err, Error::Parameter(_)), "{err:?}");
             let text = err.to_string();
-            assert!(text.contains("use .png, .jpg or .jpeg"), "{text}");
+            assert!(text.contains("use .png, .jpg, .jpeg, .tif or .tiff"), "{text}");
             assert!(check_output_path(&path).is_err());
         }
         let text = check_output_path(&d.path().join("out.webp"))

@@ -63,6 +63,10 @@ pub struct Transfer {
     records: Vec<LossRecord>,
     started: Option<Instant>,
     evaluations: usize,
+    /// Where this transfer sits in a coarse-to-fine run: its scale and the iteration number its
+    /// start image gets (0 and 0 on its own).
+    scale: usize,
+    first_iteration: usize,
 }
 
 impl Transfer {
@@ -76,44 +80,13 @@ impl Transfer {
         styles: &[Image],
         settings: &TransferSettings,
     ) -> Result<Self> {
-        if settings.size == 0 {
-            return Err(Error::parameter("size must be at least 1 pixel"));
-        }
-        if !(settings.style_scale.is_finite() && settings.style_scale > 0.0) {
-            return Err(Error::parameter(format!(
-                "style scale must be a positive number, got {}",
-                settings.style_scale
-            )));
-        }
-        if weights.architecture != settings.architecture {
-            return Err(Error::parameter(format!(
-                "the weights are {} but {} was asked for",
-                weights.architecture, settings.architecture
-            )));
-        }
-        let plan = LayerPlan::new(settings, styles.len())?;
-        let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
-        let style_long = (settings.size as f64 * settings.style_scale)
-            .round()
-            .max(1.0) as usize;
-        let style_sizes: Vec<(usize, usize)> = styles
-            .iter()
-            .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
-            .collect();
-
-        let options = VggOptions {
-            pooling: settings.pooling,
-            algorithm: settings.algorithm,
-            deepest: Some(plan.deepest(settings.architecture)?),
-        };
-        let net: Vgg = Vgg::with_options(weights, &options)?;
-        let needed = memory_estimate(&net, &plan, (width, height), &style_sizes, settings)?;
-        memory::ensure_available(needed, &format!("a {width}×{height} transfer"))?;
-        tracing::info!(
-            "working size {width}×{height}, memory estimate {:.0} MiB",
-            needed as f64 / (1 << 20) as f64
-        );
-
+        let Prepared {
+            net,
+            plan,
+            width,
+            height,
+            style_sizes,
+        } = prepare(weights, content, styles, settings)?;
         let content = image_io::resize(content, width, height)?;
         let resized_styles = styles
             .iter()
@@ -151,7 +124,23 @@ impl Transfer {
             records: Vec::new(),
             started: None,
             evaluations: 0,
+            scale: 0,
+            first_iteration: 0,
         })
+    }
+
+    /// Makes this transfer one scale of a coarse-to-fine run: records carry `scale`, number
+    /// iterations on from `first_iteration` and time from `clock`. Only before [`Transfer::start`].
+    pub(crate) fn continue_run(&mut self, scale: usize, first_iteration: usize, clock: Instant) {
+        debug_assert!(self.records.is_empty(), "continue_run after start");
+        self.scale = scale;
+        self.first_iteration = first_iteration;
+        self.started = Some(clock);
+    }
+
+    /// Which scale of a coarse-to-fine run this is (0: the first, or the only one).
+    pub fn scale(&self) -> usize {
+        self.scale
     }
 
     /// Width and height of the working image.
@@ -208,10 +197,12 @@ impl Transfer {
             )));
         }
         self.best_parts = self.parts;
-        self.started = Some(Instant::now());
+        self.best_iteration = self.first_iteration;
+        let started = *self.started.get_or_insert_with(Instant::now);
         let record = LossRecord {
-            iteration: 0,
-            elapsed_s: 0.0,
+            scale: self.scale,
+            iteration: self.first_iteration,
+            elapsed_s: started.elapsed().as_secs_f64(),
             parts: self.parts,
         };
         self.records.push(record);
@@ -276,7 +267,7 @@ impl Transfer {
         };
         let step = optimizer.step(x, &mut fx, grad, &mut eval)?;
         self.evaluations += step.evaluations;
-        let iteration = self.records.len();
+        let iteration = self.first_iteration + self.records.len();
         tracing::debug!(
             "iteration {iteration}: loss {:.6e}, {} evaluation(s)",
             self.parts.total,
@@ -296,6 +287,7 @@ impl Transfer {
             self.best_iteration = iteration;
         }
         let record = LossRecord {
+            scale: self.scale,
             iteration,
             elapsed_s: self.started.map_or(0.0, |s| s.elapsed().as_secs_f64()),
             parts: self.parts,
@@ -303,6 +295,80 @@ impl Transfer {
         self.records.push(record);
         Ok(Some((step, record)))
     }
+}
+
+/// What [`Transfer::new`] settles before touching the images: the checked settings, the network
+/// and the sizes, after making sure they fit in memory.
+struct Prepared {
+    net: Vgg,
+    plan: LayerPlan,
+    width: usize,
+    height: usize,
+    style_sizes: Vec<(usize, usize)>,
+}
+
+fn prepare(
+    weights: &VggWeights,
+    content: &Image,
+    styles: &[Image],
+    settings: &TransferSettings,
+) -> Result<Prepared> {
+    if settings.size == 0 {
+        return Err(Error::parameter("size must be at least 1 pixel"));
+    }
+    if !(settings.style_scale.is_finite() && settings.style_scale > 0.0) {
+        return Err(Error::parameter(format!(
+            "style scale must be a positive number, got {}",
+            settings.style_scale
+        )));
+    }
+    if weights.architecture != settings.architecture {
+        return Err(Error::parameter(format!(
+            "the weights are {} but {} was asked for",
+            weights.architecture, settings.architecture
+        )));
+    }
+    let plan = LayerPlan::new(settings, styles.len())?;
+    let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
+    let style_long = (settings.size as f64 * settings.style_scale)
+        .round()
+        .max(1.0) as usize;
+    let style_sizes: Vec<(usize, usize)> = styles
+        .iter()
+        .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
+        .collect();
+
+    let options = VggOptions {
+        pooling: settings.pooling,
+        algorithm: settings.algorithm,
+        deepest: Some(plan.deepest(settings.architecture)?),
+    };
+    let net: Vgg = Vgg::with_options(weights, &options)?;
+    let needed = memory_estimate(&net, &plan, (width, height), &style_sizes, settings)?;
+    memory::ensure_available(needed, &format!("a {width}×{height} transfer"))?;
+    tracing::info!(
+        "working size {width}×{height}, memory estimate {:.0} MiB",
+        needed as f64 / (1 << 20) as f64
+    );
+    Ok(Prepared {
+        net,
+        plan,
+        width,
+        height,
+        style_sizes,
+    })
+}
+
+/// Checks everything [`Transfer::new`] checks before reading pixels (settings, layer names,
+/// memory at that size) without building the transfer: a coarse-to-fine run asks this of its
+/// last, largest scale before spending minutes on the small ones.
+pub(crate) fn preflight(
+    weights: &VggWeights,
+    content: &Image,
+    styles: &[Image],
+    settings: &TransferSettings,
+) -> Result<()> {
+    prepare(weights, content, styles, settings).map(|_| ())
 }
 
 /// Prefixes a parameter error's message with what it is about.

@@ -8,12 +8,14 @@
 //! from noise.
 
 mod engine;
+mod multiscale;
 mod noise;
 mod record;
 mod settings;
 mod targets;
 
 pub use engine::{RunSummary, Stop, Transfer};
+pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;
 pub use settings::{
     Init, OptimizerSettings, TransferSettings, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS,

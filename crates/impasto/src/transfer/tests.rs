@@ -345,3 +345,79 @@ fn a_diverging_run_stops_and_keeps_the_best_image() {
         assert_eq!(t.best_image(), start);
     }
 }
+
+#[test]
+fn coarse_to_fine_hands_each_scale_its_predecessor_and_numbers_iterations_on() {
+    let content = picture(40, 30, 0.0, true);
+    let style = picture(50, 50, 2.0, false);
+    let settings = TransferSettings {
+        init: Init::Noise,
+        ..settings()
+    };
+    let schedule = Schedule::geometric(32, 16, Some(3), 6, 4).unwrap();
+    assert_eq!(schedule.sizes, [16, 23, 32]);
+    let mut seen = Vec::new();
+    let out = run_schedule(weights(), &content, &[style], &settings, &schedule, |t, r| {
+        seen.push((t.scale(), t.size(), r.iteration));
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(out.summary.stop, Stop::Completed);
+    assert_eq!(out.summary.iterations, 14);
+    assert_eq!(out.final_size, (32, 24));
+    assert_eq!(out.transfer.size(), (32, 24));
+    // Each scale starts with a record for its start image, repeating the last iteration number.
+    let numbering: Vec<(usize, usize)> = out.records.iter().map(|r| (r.scale, r.iteration)).collect();
+    let mut want = vec![];
+    want.extend((0..=4).map(|i| (0, i)));
+    want.extend((4..=8).map(|i| (1, i)));
+    want.extend((8..=14).map(|i| (2, i)));
+    assert_eq!(numbering, want);
+    assert_eq!(seen.len(), out.records.len());
+    assert_eq!(seen[5].1, (23, 17), "scale 1 works at 23 px");
+    assert!(out.records.windows(2).all(|w| w[1].elapsed_s >= w[0].elapsed_s));
+    // The later scales start from the upsampled result, not from fresh noise: their start images
+    // already carry most of the style, so their style loss starts far below scale 0's.
+    let start = |scale| out.records.iter().find(|r| r.scale == scale).unwrap().parts.style;
+    assert!(start(2) < start(0) / 3.0, "{:e} vs {:e}", start(2), start(0));
+    let best = out.best_image().unwrap();
+    assert_eq!((best.width, best.height), (32, 24));
+    assert!(best.alpha.is_some(), "the content's alpha is kept");
+}
+
+#[test]
+fn a_stop_at_a_coarse_scale_gives_its_best_image_at_the_final_size() {
+    let schedule = Schedule::geometric(32, 16, Some(2), 5, 5).unwrap();
+    let content = picture(40, 30, 0.0, false);
+    let style = picture(50, 50, 2.0, false);
+    let out = run_schedule(weights(), &content, &[style], &settings(), &schedule, |_, r| {
+        if r.iteration == 2 {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })
+    .unwrap();
+    assert_eq!(out.summary.stop, Stop::Interrupted);
+    assert_eq!((out.transfer.scale(), out.transfer.size()), (0, (16, 12)));
+    let best = out.best_image().unwrap();
+    assert_eq!((best.width, best.height), (32, 24));
+}
+
+#[test]
+fn the_last_scale_is_checked_before_the_first_runs() {
+    let schedule = Schedule {
+        sizes: vec![16, 1 << 19],
+        iterations: vec![1, 1],
+    };
+    let content = picture(40, 30, 0.0, false);
+    let mut ran = false;
+    let err = run_schedule(weights(), &content, &[picture(8, 8, 1.0, false)], &settings(), &schedule, |_, _| {
+        ran = true;
+        ControlFlow::Continue(())
+    })
+    .err()
+    .expect("too large");
+    assert!(!ran, "no scale ran");
+    assert!(matches!(err, Error::Limits(_) | Error::Parameter(_)), "{err}");
+}
