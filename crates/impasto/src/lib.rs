@@ -11,6 +11,7 @@
 //! - [`optim`]: L-BFGS (with PyTorch's strong-Wolfe line search) and Adam over the pixels.
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
+//! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
 //!
 //! A transfer, as the `impasto` binary runs it:
 //!
@@ -78,6 +79,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod color;
 pub mod core;
 pub mod error;
 pub mod image_io;
