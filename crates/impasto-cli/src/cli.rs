@@ -61,7 +61,7 @@ pub struct TransferArgs {
     /// A painting whose style to use; repeat for several (their Gram matrices are blended).
     #[arg(long = "style", value_name = "FILE", required = true)]
     pub styles: Vec<PathBuf>,
-    /// Where to write the result (.png or .jpg); never one of the inputs.
+    /// Where to write the result (.png, .jpg or .tiff); never one of the inputs.
     #[arg(long, short, value_name = "FILE")]
     pub output: PathBuf,
     /// Each style image's long side is `--size × --style-scale`.
@@ -73,6 +73,11 @@ pub struct TransferArgs {
     /// Where to start: content, style, noise, or an image file.
     #[arg(long, default_value = "content", value_parser = parse_init)]
     pub init: InitArg,
+    /// Keep the photo's colours: luminance (transfer brightness patterns only, then restore the
+    /// photo's chroma exactly) or histogram (recolour the paintings to the photo's colour mean
+    /// and covariance first).
+    #[arg(long, value_enum, default_value_t = PreserveColorArg::None)]
+    pub preserve_color: PreserveColorArg,
     /// α, the weight of the content loss.
     #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64)]
     pub content_weight: f64,
@@ -237,6 +242,13 @@ pub struct RunArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PreserveColorArg {
+    None,
+    Luminance,
+    Histogram,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

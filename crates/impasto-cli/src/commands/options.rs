@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
+use impasto::color::PreserveColor;
 use impasto::core::{Pooling, WinogradTile};
 use impasto::image_io::BitDepth;
 use impasto::model::{AlgorithmPolicy, Architecture};
@@ -11,7 +12,9 @@ use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
 use impasto::transfer::{OptimizerSettings, Schedule};
 use impasto::weights::{self, VggWeights};
 
-use crate::cli::{AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, RunArgs, Scales};
+use crate::cli::{
+    AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, PreserveColorArg, RunArgs, Scales,
+};
 
 pub fn architecture(model: Model) -> Architecture {
     match model {
@@ -52,6 +55,14 @@ pub fn optimizer(run: &RunArgs) -> OptimizerSettings {
             decay_factor: run.lr_decay_factor,
             ..AdamConfig::default()
         }),
+    }
+}
+
+pub fn preserve_color(p: PreserveColorArg) -> PreserveColor {
+    match p {
+        PreserveColorArg::None => PreserveColor::None,
+        PreserveColorArg::Luminance => PreserveColor::Luminance,
+        PreserveColorArg::Histogram => PreserveColor::Histogram,
     }
 }
 

@@ -30,6 +30,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             tv: args.tv_weight,
         },
         init: init(&args.init)?,
+        preserve_color: options::preserve_color(args.preserve_color),
         ..base_settings(&args.run)
     };
     optimize::execute(Job {

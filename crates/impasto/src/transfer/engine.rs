@@ -1,6 +1,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use crate::color;
 use crate::image_io::{self, Image};
 use crate::loss::{LossParts, Objective};
 use crate::model::{Layer, Vgg, VggOptions, Workspace};
@@ -9,6 +10,7 @@ use crate::weights::VggWeights;
 use crate::{memory, Error, Result};
 
 use super::noise::gaussian_image;
+use super::recolor::Recolor;
 use super::targets::LayerPlan;
 use super::{Init, LossRecord, TransferSettings};
 
@@ -53,6 +55,9 @@ pub struct Transfer {
     height: usize,
     /// The content image's alpha at the working size, given back with every output image.
     alpha: Option<Vec<f32>>,
+    /// With `--preserve-color luminance`: the content at the working size, whose chroma every
+    /// output image takes (the optimised image is luminance only).
+    chroma_source: Option<Vec<f32>>,
     x: Vec<f32>,
     grad: Vec<f32>,
     /// The losses at `x` (the optimiser's last evaluation is always at the point it returns).
@@ -88,24 +93,29 @@ impl Transfer {
             style_sizes,
         } = prepare(weights, content, styles, settings)?;
         let content = image_io::resize(content, width, height)?;
+        let recolor = Recolor::new(settings.preserve_color, &content);
         let resized_styles = styles
             .iter()
             .zip(&style_sizes)
-            .map(|(s, &(w, h))| image_io::resize(s, w, h))
+            .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
             .collect::<Result<Vec<_>>>()?;
-        let objective = plan.objective(&net, &content, &resized_styles, settings)?;
+        let seen_content = recolor.content();
+        let objective = plan.objective(&net, &seen_content, &resized_styles, settings)?;
         drop(resized_styles);
         let ws = net.workspace(height, width, &plan.taps())?;
         let x = match &settings.init {
-            Init::Content => content.rgb.clone(),
+            Init::Content => seen_content.rgb,
             // From the original, not the style-sized copy: one resampling, not two.
             Init::Style => match styles.first() {
-                Some(s) => image_io::resize(s, width, height)?.rgb,
+                Some(s) => recolor.style(image_io::resize(s, width, height)?)?.rgb,
                 None => return Err(Error::parameter("a style start needs a style image")),
             },
-            Init::Noise => gaussian_image(width * height * 3, settings.seed),
-            Init::Image(i) => image_io::resize(i, width, height)?.rgb,
+            Init::Noise => {
+                recolor.start(gaussian_image(width * height * 3, settings.seed), width, height)?
+            }
+            Init::Image(i) => recolor.start(image_io::resize(i, width, height)?.rgb, width, height)?,
         };
+        let chroma_source = recolor.chroma_source();
         let optimizer = settings.optimizer.build(x.len())?;
         Ok(Transfer {
             net,
@@ -115,6 +125,7 @@ impl Transfer {
             width,
             height,
             alpha: content.alpha,
+            chroma_source,
             grad: vec![0.0; x.len()],
             best: x.clone(),
             x,
@@ -174,10 +185,14 @@ impl Transfer {
     }
 
     fn to_image(&self, rgb: &[f32]) -> Image {
+        let rgb = match &self.chroma_source {
+            Some(content) => color::recombine_with_chroma(rgb, content),
+            None => rgb.to_vec(),
+        };
         Image {
             width: self.width,
             height: self.height,
-            rgb: rgb.to_vec(),
+            rgb,
             alpha: self.alpha.clone(),
         }
     }

@@ -11,6 +11,7 @@ mod engine;
 mod multiscale;
 mod noise;
 mod record;
+mod recolor;
 mod settings;
 mod targets;
 

@@ -1,3 +1,4 @@
+use crate::color::PreserveColor;
 use crate::core::Pooling;
 use crate::image_io::Image;
 use crate::loss::LossWeights;
@@ -42,6 +43,8 @@ pub struct TransferSettings {
     pub style_blend_weights: Option<Vec<f64>>,
     /// α, β and the TV weight.
     pub weights: LossWeights,
+    /// Keep the content's colours: transfer luminance only, or recolour the styles first.
+    pub preserve_color: PreserveColor,
     pub init: Init,
     pub optimizer: OptimizerSettings,
     /// Seeds the noise start; the same seed and settings give the same image.
@@ -63,6 +66,7 @@ impl Default for TransferSettings {
             style_layer_weights: None,
             style_blend_weights: None,
             weights: LossWeights::default(),
+            preserve_color: PreserveColor::None,
             init: Init::Content,
             optimizer: OptimizerSettings::default(),
             seed: 0,

@@ -421,3 +421,71 @@ fn the_last_scale_is_checked_before_the_first_runs() {
     assert!(!ran, "no scale ran");
     assert!(matches!(err, Error::Limits(_) | Error::Parameter(_)), "{err}");
 }
+
+#[test]
+fn luminance_mode_changes_luminance_and_keeps_the_content_chroma() {
+    use crate::color::{rgb_to_yiq, PreserveColor};
+    let settings = TransferSettings {
+        preserve_color: PreserveColor::Luminance,
+        ..settings()
+    };
+    let content = picture(32, 24, 0.0, false);
+    let style = picture(50, 50, 2.0, false);
+    let mut t = Transfer::new(weights(), &content, &[style], &settings).unwrap();
+    t.run(10, |_, _| ControlFlow::Continue(())).unwrap();
+    let (out, want) = (rgb_to_yiq(&t.best_image().rgb), rgb_to_yiq(&content.rgb));
+    let mut luminance_change = 0.0f32;
+    for (o, w) in out.chunks_exact(3).zip(want.chunks_exact(3)) {
+        assert!((o[1] - w[1]).abs() < 1e-2 && (o[2] - w[2]).abs() < 1e-2, "{o:?} vs {w:?}");
+        luminance_change = luminance_change.max((o[0] - w[0]).abs());
+    }
+    assert!(luminance_change > 5.0, "the style changed the luminance by {luminance_change}");
+    // Without the mode the same run changes the chroma too.
+    let mut plain = Transfer::new(weights(), &content, &[picture(50, 50, 2.0, false)], &super::tests::settings()).unwrap();
+    plain.run(10, |_, _| ControlFlow::Continue(())).unwrap();
+    let plain_out = rgb_to_yiq(&plain.best_image().rgb);
+    let chroma_change = plain_out
+        .chunks_exact(3)
+        .zip(want.chunks_exact(3))
+        .map(|(o, w)| (o[1] - w[1]).abs().max((o[2] - w[2]).abs()))
+        .fold(0.0f32, f32::max);
+    assert!(chroma_change > 1.0, "plain transfer kept the chroma ({chroma_change})");
+}
+
+#[test]
+fn histogram_mode_gives_the_style_the_content_colour_statistics() {
+    use crate::color::{color_stats, PreserveColor};
+    let content = picture(32, 24, 0.0, false);
+    // A style with clearly other colours: the test picture's channels swapped and darkened.
+    let mut style = picture(48, 48, 2.0, false);
+    for px in style.rgb.chunks_exact_mut(3) {
+        px.swap(0, 2);
+        px[1] *= 0.5;
+    }
+    let start = |mode| {
+        let settings = TransferSettings {
+            preserve_color: mode,
+            init: Init::Style,
+            size: 48,
+            ..settings()
+        };
+        let mut t = Transfer::new(weights(), &content, &[style.clone()], &settings).unwrap();
+        t.run(0, |_, _| ControlFlow::Continue(())).unwrap();
+        color_stats(&t.image().rgb)
+    };
+    let resized = crate::image_io::resize(&content, 48, 36).unwrap();
+    let want = color_stats(&resized.rgb);
+    let distance = |s: crate::color::ColorStats| {
+        let mut d = 0.0f64;
+        for c in 0..3 {
+            d = d.max((s.mean[c] - want.mean[c]).abs());
+            for k in 0..3 {
+                d = d.max((s.covariance[c][k] - want.covariance[c][k]).abs().sqrt());
+            }
+        }
+        d
+    };
+    // The style-started image is the recoloured style: content statistics up to resampling.
+    assert!(distance(start(PreserveColor::Histogram)) < 2.0, "{}", distance(start(PreserveColor::Histogram)));
+    assert!(distance(start(PreserveColor::None)) > 20.0);
+}
