@@ -349,5 +349,6 @@ fn memory_estimate(
     // x, its gradient, the best image, and the resized content, style and start images.
     let images = 6 * len * f32s;
     let optimizer = settings.optimizer.state_bytes(len as usize) as u64;
-    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer)
+    let masks = plan.mask_bytes(settings.architecture, (width, height), style_sizes);
+    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer + masks)
 }

@@ -16,7 +16,8 @@ mod targets;
 pub use engine::{RunSummary, Stop, Transfer};
 pub use record::LossRecord;
 pub use settings::{
-    Init, OptimizerSettings, TransferSettings, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS,
+    Init, OptimizerSettings, SpatialControl, TransferSettings, PAPER_CONTENT_LAYERS,
+    PAPER_STYLE_LAYERS,
 };
 
 #[cfg(test)]
