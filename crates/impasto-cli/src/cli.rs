@@ -277,7 +277,9 @@ fn parse_scales(s: &str) -> Result<Scales, String> {
     }
     match s.parse::<usize>() {
         Ok(n) if (1..=32).contains(&n) => Ok(Scales::Count(n)),
-        _ => Err(format!("`{s}` is not auto or a number of scales from 1 to 32")),
+        _ => Err(format!(
+            "`{s}` is not auto or a number of scales from 1 to 32"
+        )),
     }
 }
 

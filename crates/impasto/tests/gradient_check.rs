@@ -1,13 +1,15 @@
 //! Finite-difference checks of every gradient, in f64, on tiny random VGG networks: the analytic
-//! gradient of the whole objective (network, content, style, TV, input convention) must match
-//! central differences of the objective itself. Odd image sizes make every pooling drop a row or
-//! a column.
+//! gradient of the whole objective (network, content, style with and without masks, TV, input
+//! convention) must match central differences of the objective itself. Odd image sizes make
+//! every pooling drop a row or a column.
 
 mod common;
 
 use common::{random_vgg, RandomImage, Rng};
 use impasto::core::Pooling;
-use impasto::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
+use impasto::loss::{
+    masked_normalized_gram, ContentLoss, LossWeights, Objective, SpatialMask, StyleLoss,
+};
 use impasto::model::{AlgorithmPolicy, Architecture, Layer, Vgg};
 
 fn layers(arch: Architecture, names: &[&str]) -> Vec<Layer> {
@@ -23,6 +25,66 @@ struct Case {
     style: &'static [&'static str],
     weights: LossWeights,
     algorithm: AlgorithmPolicy,
+    masks: Masks,
+}
+
+/// Spatial control of the style losses.
+#[derive(Clone, Copy, PartialEq)]
+enum Masks {
+    None,
+    /// One region with smoothly varying weights, its target from a softly masked style image.
+    Soft,
+    /// Left and right parts (split at an odd column, so pooled masks turn fractional there),
+    /// each with its own style image.
+    Halves,
+}
+
+/// A smooth mask in [0.05, 0.95], nowhere binary.
+fn soft_mask(h: usize, w: usize, phase: f64) -> SpatialMask {
+    let values = (0..h * w)
+        .map(|i| {
+            let (y, x) = ((i / w) as f64, (i % w) as f64);
+            (0.5 + 0.45 * (0.7 * x + 0.3 * y + phase).sin()) as f32
+        })
+        .collect();
+    SpatialMask::new(h, w, values).unwrap()
+}
+
+/// 1 left of column `split`, 0 from it on.
+fn left_of(h: usize, w: usize, split: usize) -> SpatialMask {
+    let values = (0..h * w)
+        .map(|i| if i % w < split { 1.0 } else { 0.0 })
+        .collect();
+    SpatialMask::new(h, w, values).unwrap()
+}
+
+/// Masked style losses at `layers`, one per region: region k matches the statistics of style
+/// image k (inside its style mask, if given), weighted by `1/L` times its area share.
+fn masked_style_losses(
+    net: &Vgg<f64>,
+    layers: &[Layer],
+    regions: &[SpatialMask],
+    styles: &[(Vec<f64>, usize, usize, Option<SpatialMask>)],
+) -> Vec<StyleLoss<f64>> {
+    let arch = net.architecture();
+    let n = layers.len() as f64;
+    let mut losses = Vec::new();
+    for (region, (img, sh, sw, style_mask)) in regions.iter().zip(styles) {
+        let features = net.features_of_image(img, *sh, *sw, layers).unwrap();
+        for (f, &l) in features.iter().zip(layers) {
+            let all = SpatialMask::ones(*sh, *sw);
+            let sm = style_mask
+                .as_ref()
+                .unwrap_or(&all)
+                .at_layer(arch, l)
+                .unwrap();
+            let target = masked_normalized_gram(f, &sm).unwrap();
+            let mask = region.at_layer(arch, l).unwrap();
+            let weight = mask.area_share() / n;
+            losses.push(StyleLoss::from_target(l, target, f.channels(), weight).with_mask(mask));
+        }
+    }
+    losses
 }
 
 /// Builds the objective with targets from other random images (the style one of another size),
@@ -56,6 +118,17 @@ fn check(case: &Case, seed: u64) -> f64 {
     };
     let style: Vec<StyleLoss<f64>> = if style_layers.is_empty() {
         vec![]
+    } else if case.masks == Masks::Soft {
+        let style_mask = Some(soft_mask(sh, sw, 1.0));
+        let styles = [(style_img, sh, sw, style_mask)];
+        masked_style_losses(&net, &style_layers, &[soft_mask(h, w, 0.0)], &styles)
+    } else if case.masks == Masks::Halves {
+        let (sh2, sw2) = (h + 5, w - 2);
+        let other = rng.image::<f64>(sh2, sw2);
+        let left = left_of(h, w, (w / 2) | 1);
+        let regions = [left.complement(), left];
+        let styles = [(style_img, sh, sw, None), (other, sh2, sw2, None)];
+        masked_style_losses(&net, &style_layers, &regions, &styles)
     } else {
         let n = style_layers.len() as f64;
         net.features_of_image(&style_img, sh, sw, &style_layers)
@@ -133,6 +206,7 @@ fn gatys_objective_with_average_pooling_at_odd_size() {
         style: &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
         weights: paper(0.0),
         algorithm: AlgorithmPolicy::Auto,
+        masks: Masks::None,
     };
     let e = check(&case, 1);
     assert!(e < TOL, "relative error {e}");
@@ -149,6 +223,7 @@ fn gatys_objective_on_the_direct_path() {
         style: &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
         weights: paper(0.0),
         algorithm: AlgorithmPolicy::Direct,
+        masks: Masks::None,
     };
     let e = check(&case, 6);
     assert!(e < TOL, "relative error {e}");
@@ -165,6 +240,7 @@ fn gatys_objective_with_max_pooling_at_odd_size() {
         style: &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
         weights: paper(0.0),
         algorithm: AlgorithmPolicy::Auto,
+        masks: Masks::None,
     };
     let e = check(&case, 2);
     assert!(e < TOL, "relative error {e}");
@@ -187,6 +263,7 @@ fn content_only_on_conv_layers_and_pools() {
                 tv: 0.0,
             },
             algorithm: AlgorithmPolicy::Auto,
+            masks: Masks::None,
         };
         let e = check(&case, 3);
         assert!(e < TOL, "{pooling}: relative error {e}");
@@ -208,6 +285,7 @@ fn style_only_on_mixed_layers() {
             tv: 0.0,
         },
         algorithm: AlgorithmPolicy::Winograd(impasto::core::WinogradTile::F2),
+        masks: Masks::None,
     };
     let e = check(&case, 4);
     assert!(e < TOL, "relative error {e}");
@@ -224,9 +302,195 @@ fn total_variation_joins_the_gradient() {
         style: &["relu1_1"],
         weights: paper(5.0),
         algorithm: AlgorithmPolicy::Auto,
+        masks: Masks::None,
     };
     let e = check(&case, 5);
     assert!(e < TOL, "relative error {e}");
+}
+
+#[test]
+fn soft_masked_style_through_every_pooling() {
+    let case = Case {
+        arch: Architecture::Vgg19,
+        pooling: Pooling::Avg,
+        h: 37,
+        w: 35,
+        content: &["relu4_2"],
+        style: &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+        weights: paper(0.0),
+        algorithm: AlgorithmPolicy::Auto,
+        masks: Masks::Soft,
+    };
+    let e = check(&case, 8);
+    assert!(e < TOL, "relative error {e}");
+}
+
+#[test]
+fn two_masked_regions_with_their_own_styles() {
+    let case = Case {
+        arch: Architecture::Vgg16,
+        pooling: Pooling::Max,
+        h: 35,
+        w: 38,
+        content: &["relu3_2"],
+        style: &["relu1_1", "relu2_1", "pool2", "relu3_1", "relu4_1"],
+        weights: paper(0.0),
+        algorithm: AlgorithmPolicy::Auto,
+        masks: Masks::Halves,
+    };
+    let e = check(&case, 9);
+    assert!(e < TOL, "relative error {e}");
+}
+
+/// The pixel gradient of a style-only objective over `regions`, region k styled by image k.
+fn region_gradient(
+    net: &Vgg<f64>,
+    layers: &[Layer],
+    regions: &[SpatialMask],
+    styles: &[(Vec<f64>, usize, usize, Option<SpatialMask>)],
+    x: &[f64],
+) -> (f64, Vec<f64>) {
+    let style = masked_style_losses(net, layers, regions, styles);
+    let weights = LossWeights {
+        content: 0.0,
+        style: 1.0,
+        tv: 0.0,
+    };
+    let mut obj = Objective::new(vec![], style, weights).unwrap();
+    let (h, w) = (regions[0].height, regions[0].width);
+    let mut ws = net.workspace(h, w, &obj.layers()).unwrap();
+    let mut grad = vec![0.0; x.len()];
+    let parts = obj.evaluate(net, &mut ws, x, &mut grad).unwrap();
+    (parts.style, grad)
+}
+
+#[test]
+fn every_region_receives_its_own_gradient() {
+    // A known failure of masked style transfer is that only the last region's loss reaches the
+    // image. Two halves, two styles: both halves must be pushed, and removing one region's
+    // loss must leave the other half's gradient as it was and silence its own half, beyond the
+    // layers' receptive field around the split.
+    let arch = Architecture::Vgg16;
+    let net = random_vgg::<f64>(
+        arch,
+        [4, 8, 8, 8, 8],
+        Pooling::Avg,
+        AlgorithmPolicy::Auto,
+        10,
+    );
+    let mut rng = Rng::new(110);
+    let (h, w, split) = (12, 40, 20);
+    let layers = layers(arch, &["relu1_1", "relu2_1"]);
+    let left = left_of(h, w, split);
+    let regions = [left.clone(), left.complement()];
+    let styles = [
+        (rng.image::<f64>(14, 16), 14, 16, None),
+        (rng.image::<f64>(18, 12), 18, 12, None),
+    ];
+    let x = rng.image::<f64>(h, w);
+    // relu2_1 sees 10 × 10 pixels; 6 columns clear any reach across the split.
+    let margin = 6;
+    let energy = |g: &[f64], cols: std::ops::Range<usize>| -> f64 {
+        (0..h)
+            .flat_map(|y| cols.clone().map(move |x| (y, x)))
+            .flat_map(|(y, x)| (0..3).map(move |ch| g[(y * w + x) * 3 + ch].powi(2)))
+            .sum()
+    };
+    let (far_left, far_right) = (0..split - margin, split + margin..w);
+    let (both_loss, both) = region_gradient(&net, &layers, &regions, &styles, &x);
+    let gmax = both.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    assert!(both_loss > 0.0);
+    assert!(
+        energy(&both, far_left.clone()) > 0.0,
+        "left half gets no gradient"
+    );
+    assert!(
+        energy(&both, far_right.clone()) > 0.0,
+        "right half gets no gradient"
+    );
+    for (keep, own, other) in [
+        (0, far_left.clone(), far_right.clone()),
+        (1, far_right.clone(), far_left.clone()),
+    ] {
+        let (_, only) = region_gradient(
+            &net,
+            &layers,
+            &regions[keep..keep + 1],
+            &styles[keep..keep + 1],
+            &x,
+        );
+        let tiny = 1e-12 * gmax;
+        for y in 0..h {
+            for c in own.clone() {
+                for ch in 0..3 {
+                    let i = (y * w + c) * 3 + ch;
+                    assert!(
+                        (only[i] - both[i]).abs() <= tiny,
+                        "region {keep} alone changes its own half at ({y}, {c})"
+                    );
+                }
+            }
+        }
+        assert!(
+            energy(&only, other.clone()).sqrt() <= tiny,
+            "region {keep} alone still pushes the other half"
+        );
+        assert!(energy(&only, own).sqrt() > 1e-3 * gmax);
+    }
+}
+
+#[test]
+fn an_all_ones_mask_leaves_the_objective_as_it_was() {
+    let arch = Architecture::Vgg19;
+    let net = random_vgg::<f64>(
+        arch,
+        [4, 8, 8, 8, 8],
+        Pooling::Avg,
+        AlgorithmPolicy::Auto,
+        11,
+    );
+    let mut rng = Rng::new(111);
+    let (h, w) = (19, 21);
+    let layers = layers(
+        arch,
+        &["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"],
+    );
+    let style = rng.image::<f64>(22, 17);
+    let features = net.features_of_image(&style, 22, 17, &layers).unwrap();
+    let build = |masked: bool| {
+        let losses = features
+            .iter()
+            .zip(&layers)
+            .map(|(f, &l)| {
+                let loss = StyleLoss::new(l, f, 0.2);
+                if masked {
+                    let ones = SpatialMask::ones(h, w).at_layer(arch, l).unwrap();
+                    loss.with_mask(ones)
+                } else {
+                    loss
+                }
+            })
+            .collect();
+        Objective::new(vec![], losses, paper(0.0)).unwrap()
+    };
+    let x = rng.image::<f64>(h, w);
+    let run = |mut obj: Objective<f64>| {
+        let mut ws = net.workspace(h, w, &obj.layers()).unwrap();
+        let mut grad = vec![0.0; x.len()];
+        let parts = obj.evaluate(&net, &mut ws, &x, &mut grad).unwrap();
+        (parts.style, grad)
+    };
+    let (plain, g0) = run(build(false));
+    let (masked, g1) = run(build(true));
+    assert!(plain > 0.0);
+    assert!(
+        (plain - masked).abs() <= 1e-13 * plain,
+        "{plain} vs {masked}"
+    );
+    let gmax = g0.iter().fold(0.0f64, |m, g| m.max(g.abs()));
+    for (a, b) in g0.iter().zip(&g1) {
+        assert!((a - b).abs() <= 1e-12 * gmax, "{a} vs {b}");
+    }
 }
 
 #[test]

@@ -576,7 +576,10 @@ mod tests {
         let path = d.path().join("anim.png");
         std::fs::write(&path, b"GIF89a\x01\x00\x01\x00\x00\x00\x00;").unwrap();
         let text = message(load(&path));
-        assert!(text.contains("a GIF image; only JPEG, PNG and TIFF"), "{text}");
+        assert!(
+            text.contains("a GIF image; only JPEG, PNG and TIFF"),
+            "{text}"
+        );
         std::fs::write(&path, [0u8, 1, 2, 3, 200, 201]).unwrap();
         let text = message(load(&path));
         assert!(text.contains("unrecognised content"), "{text}");

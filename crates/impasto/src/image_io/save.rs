@@ -217,14 +217,22 @@ mod tests {
     #[test]
     fn sixteen_bits_keep_what_eight_round_away() {
         let dir = tempfile::tempdir().unwrap();
-        for (name, alpha) in [("a.png", false), ("b.png", true), ("c.tiff", false), ("d.tif", true)] {
+        for (name, alpha) in [
+            ("a.png", false),
+            ("b.png", true),
+            ("c.tiff", false),
+            ("d.tif", true),
+        ] {
             let image = fine_ramp(31, 17, alpha);
             let path = dir.path().join(name);
             save_with_depth(&image, &path, BitDepth::Sixteen).unwrap();
             let back = load(&path).unwrap();
             assert_eq!((back.width, back.height), (31, 17));
             let worst = |a: &[f32], b: &[f32]| {
-                a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max)
+                a.iter()
+                    .zip(b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max)
             };
             // 16 bits: within half a 1/257 step; 8 bits would be off by up to 0.5.
             assert!(worst(&back.rgb, &image.rgb) < 0.003, "{name}");
@@ -237,7 +245,10 @@ mod tests {
             save(&image, &eight).unwrap();
             let back8 = load(&eight).unwrap();
             assert!(worst(&back8.rgb, &image.rgb) > 0.3, "{name}: 8 bits round");
-            assert!(worst(&back8.rgb, &image.rgb) <= 0.5 + 1e-3, "{name}: 8 bits round");
+            assert!(
+                worst(&back8.rgb, &image.rgb) <= 0.5 + 1e-3,
+                "{name}: 8 bits round"
+            );
         }
     }
 
@@ -313,7 +324,10 @@ mod tests {
             let err = save(&gradient(2, 2, false), &path).unwrap_err();
             assert!(matches!(err, Error::Parameter(_)), "{err:?}");
             let text = err.to_string();
-            assert!(text.contains("use .png, .jpg, .jpeg, .tif or .tiff"), "{text}");
+            assert!(
+                text.contains("use .png, .jpg, .jpeg, .tif or .tiff"),
+                "{text}"
+            );
             assert!(check_output_path(&path).is_err());
         }
         let text = check_output_path(&d.path().join("out.webp"))

@@ -110,10 +110,14 @@ impl Transfer {
                 Some(s) => recolor.style(image_io::resize(s, width, height)?)?.rgb,
                 None => return Err(Error::parameter("a style start needs a style image")),
             },
-            Init::Noise => {
-                recolor.start(gaussian_image(width * height * 3, settings.seed), width, height)?
+            Init::Noise => recolor.start(
+                gaussian_image(width * height * 3, settings.seed),
+                width,
+                height,
+            )?,
+            Init::Image(i) => {
+                recolor.start(image_io::resize(i, width, height)?.rgb, width, height)?
             }
-            Init::Image(i) => recolor.start(image_io::resize(i, width, height)?.rgb, width, height)?,
         };
         let chroma_source = recolor.chroma_source();
         let optimizer = settings.optimizer.build(x.len())?;
@@ -430,5 +434,6 @@ fn memory_estimate(
     // x, its gradient, the best image, and the resized content, style and start images.
     let images = 6 * len * f32s;
     let optimizer = settings.optimizer.state_bytes(len as usize) as u64;
-    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer)
+    let masks = plan.mask_bytes(settings.architecture, (width, height), style_sizes);
+    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer + masks)
 }

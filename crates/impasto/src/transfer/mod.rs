@@ -10,8 +10,8 @@
 mod engine;
 mod multiscale;
 mod noise;
-mod record;
 mod recolor;
+mod record;
 mod settings;
 mod targets;
 
@@ -19,7 +19,8 @@ pub use engine::{RunSummary, Stop, Transfer};
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;
 pub use settings::{
-    Init, OptimizerSettings, TransferSettings, PAPER_CONTENT_LAYERS, PAPER_STYLE_LAYERS,
+    Init, OptimizerSettings, SpatialControl, TransferSettings, PAPER_CONTENT_LAYERS,
+    PAPER_STYLE_LAYERS,
 };
 
 #[cfg(test)]

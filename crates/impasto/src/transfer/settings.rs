@@ -41,6 +41,9 @@ pub struct TransferSettings {
     pub style_layer_weights: Option<Vec<f64>>,
     /// Share of each style image in the blended target; `None`: equal shares.
     pub style_blend_weights: Option<Vec<f64>>,
+    /// Where on the image each style applies (spatial control); `None`: every style everywhere,
+    /// blended. With masks the styles are not blended, so blend weights must be `None`.
+    pub masks: Option<SpatialControl>,
     /// α, β and the TV weight.
     pub weights: LossWeights,
     /// Keep the content's colours: transfer luminance only, or recolour the styles first.
@@ -65,6 +68,7 @@ impl Default for TransferSettings {
             style_layers: names(PAPER_STYLE_LAYERS),
             style_layer_weights: None,
             style_blend_weights: None,
+            masks: None,
             weights: LossWeights::default(),
             preserve_color: PreserveColor::None,
             init: Init::Content,
@@ -72,6 +76,25 @@ impl Default for TransferSettings {
             seed: 0,
         }
     }
+}
+
+/// Spatial control of style (Gatys et al. 2017, "Controlling Perceptual Factors in Neural Style
+/// Transfer"): each style is matched only inside its region of the image, using only the
+/// statistics of its own chosen part of the style image. Pixels outside every region get no
+/// style loss (only content and TV).
+///
+/// Masks are images whose brightness is the weight: the mean of the three channels / 255, so
+/// white is 1, black 0 and greys weight softly; alpha is ignored. A mask is resized to the image
+/// it describes (the working image, or its style image at its working size), whatever its own
+/// size or aspect ratio.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SpatialControl {
+    /// One mask per style image (white = that style's region), or a single mask with two styles:
+    /// style 1 where white, style 2 where black (its complement).
+    pub content: Vec<Image>,
+    /// Per style image, the part of it whose statistics are used (None: all of it). May also be
+    /// empty: every style image is used whole.
+    pub style: Vec<Option<Image>>,
 }
 
 fn names(list: &[&str]) -> Vec<String> {

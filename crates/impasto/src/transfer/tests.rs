@@ -357,17 +357,25 @@ fn coarse_to_fine_hands_each_scale_its_predecessor_and_numbers_iterations_on() {
     let schedule = Schedule::geometric(32, 16, Some(3), 6, 4).unwrap();
     assert_eq!(schedule.sizes, [16, 23, 32]);
     let mut seen = Vec::new();
-    let out = run_schedule(weights(), &content, &[style], &settings, &schedule, |t, r| {
-        seen.push((t.scale(), t.size(), r.iteration));
-        ControlFlow::Continue(())
-    })
+    let out = run_schedule(
+        weights(),
+        &content,
+        &[style],
+        &settings,
+        &schedule,
+        |t, r| {
+            seen.push((t.scale(), t.size(), r.iteration));
+            ControlFlow::Continue(())
+        },
+    )
     .unwrap();
     assert_eq!(out.summary.stop, Stop::Completed);
     assert_eq!(out.summary.iterations, 14);
     assert_eq!(out.final_size, (32, 24));
     assert_eq!(out.transfer.size(), (32, 24));
     // Each scale starts with a record for its start image, repeating the last iteration number.
-    let numbering: Vec<(usize, usize)> = out.records.iter().map(|r| (r.scale, r.iteration)).collect();
+    let numbering: Vec<(usize, usize)> =
+        out.records.iter().map(|r| (r.scale, r.iteration)).collect();
     let mut want = vec![];
     want.extend((0..=4).map(|i| (0, i)));
     want.extend((4..=8).map(|i| (1, i)));
@@ -375,11 +383,26 @@ fn coarse_to_fine_hands_each_scale_its_predecessor_and_numbers_iterations_on() {
     assert_eq!(numbering, want);
     assert_eq!(seen.len(), out.records.len());
     assert_eq!(seen[5].1, (23, 17), "scale 1 works at 23 px");
-    assert!(out.records.windows(2).all(|w| w[1].elapsed_s >= w[0].elapsed_s));
+    assert!(out
+        .records
+        .windows(2)
+        .all(|w| w[1].elapsed_s >= w[0].elapsed_s));
     // The later scales start from the upsampled result, not from fresh noise: their start images
     // already carry most of the style, so their style loss starts far below scale 0's.
-    let start = |scale| out.records.iter().find(|r| r.scale == scale).unwrap().parts.style;
-    assert!(start(2) < start(0) / 3.0, "{:e} vs {:e}", start(2), start(0));
+    let start = |scale| {
+        out.records
+            .iter()
+            .find(|r| r.scale == scale)
+            .unwrap()
+            .parts
+            .style
+    };
+    assert!(
+        start(2) < start(0) / 3.0,
+        "{:e} vs {:e}",
+        start(2),
+        start(0)
+    );
     let best = out.best_image().unwrap();
     assert_eq!((best.width, best.height), (32, 24));
     assert!(best.alpha.is_some(), "the content's alpha is kept");
@@ -390,13 +413,20 @@ fn a_stop_at_a_coarse_scale_gives_its_best_image_at_the_final_size() {
     let schedule = Schedule::geometric(32, 16, Some(2), 5, 5).unwrap();
     let content = picture(40, 30, 0.0, false);
     let style = picture(50, 50, 2.0, false);
-    let out = run_schedule(weights(), &content, &[style], &settings(), &schedule, |_, r| {
-        if r.iteration == 2 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })
+    let out = run_schedule(
+        weights(),
+        &content,
+        &[style],
+        &settings(),
+        &schedule,
+        |_, r| {
+            if r.iteration == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        },
+    )
     .unwrap();
     assert_eq!(out.summary.stop, Stop::Interrupted);
     assert_eq!((out.transfer.scale(), out.transfer.size()), (0, (16, 12)));
@@ -412,14 +442,24 @@ fn the_last_scale_is_checked_before_the_first_runs() {
     };
     let content = picture(40, 30, 0.0, false);
     let mut ran = false;
-    let err = run_schedule(weights(), &content, &[picture(8, 8, 1.0, false)], &settings(), &schedule, |_, _| {
-        ran = true;
-        ControlFlow::Continue(())
-    })
+    let err = run_schedule(
+        weights(),
+        &content,
+        &[picture(8, 8, 1.0, false)],
+        &settings(),
+        &schedule,
+        |_, _| {
+            ran = true;
+            ControlFlow::Continue(())
+        },
+    )
     .err()
     .expect("too large");
     assert!(!ran, "no scale ran");
-    assert!(matches!(err, Error::Limits(_) | Error::Parameter(_)), "{err}");
+    assert!(
+        matches!(err, Error::Limits(_) | Error::Parameter(_)),
+        "{err}"
+    );
 }
 
 #[test]
@@ -436,12 +476,24 @@ fn luminance_mode_changes_luminance_and_keeps_the_content_chroma() {
     let (out, want) = (rgb_to_yiq(&t.best_image().rgb), rgb_to_yiq(&content.rgb));
     let mut luminance_change = 0.0f32;
     for (o, w) in out.chunks_exact(3).zip(want.chunks_exact(3)) {
-        assert!((o[1] - w[1]).abs() < 1e-2 && (o[2] - w[2]).abs() < 1e-2, "{o:?} vs {w:?}");
+        assert!(
+            (o[1] - w[1]).abs() < 1e-2 && (o[2] - w[2]).abs() < 1e-2,
+            "{o:?} vs {w:?}"
+        );
         luminance_change = luminance_change.max((o[0] - w[0]).abs());
     }
-    assert!(luminance_change > 5.0, "the style changed the luminance by {luminance_change}");
+    assert!(
+        luminance_change > 5.0,
+        "the style changed the luminance by {luminance_change}"
+    );
     // Without the mode the same run changes the chroma too.
-    let mut plain = Transfer::new(weights(), &content, &[picture(50, 50, 2.0, false)], &super::tests::settings()).unwrap();
+    let mut plain = Transfer::new(
+        weights(),
+        &content,
+        &[picture(50, 50, 2.0, false)],
+        &super::tests::settings(),
+    )
+    .unwrap();
     plain.run(10, |_, _| ControlFlow::Continue(())).unwrap();
     let plain_out = rgb_to_yiq(&plain.best_image().rgb);
     let chroma_change = plain_out
@@ -449,7 +501,10 @@ fn luminance_mode_changes_luminance_and_keeps_the_content_chroma() {
         .zip(want.chunks_exact(3))
         .map(|(o, w)| (o[1] - w[1]).abs().max((o[2] - w[2]).abs()))
         .fold(0.0f32, f32::max);
-    assert!(chroma_change > 1.0, "plain transfer kept the chroma ({chroma_change})");
+    assert!(
+        chroma_change > 1.0,
+        "plain transfer kept the chroma ({chroma_change})"
+    );
 }
 
 #[test]
@@ -486,6 +541,303 @@ fn histogram_mode_gives_the_style_the_content_colour_statistics() {
         d
     };
     // The style-started image is the recoloured style: content statistics up to resampling.
-    assert!(distance(start(PreserveColor::Histogram)) < 2.0, "{}", distance(start(PreserveColor::Histogram)));
+    assert!(
+        distance(start(PreserveColor::Histogram)) < 2.0,
+        "{}",
+        distance(start(PreserveColor::Histogram))
+    );
     assert!(distance(start(PreserveColor::None)) > 20.0);
+}
+
+// Spatial control: masks give each style its own region.
+
+/// Stripes of period 4 between two colours, running across (`horizontal`) or down the image.
+fn stripes(width: usize, height: usize, horizontal: bool, a: [f32; 3], b: [f32; 3]) -> Image {
+    let rgb = (0..width * height)
+        .flat_map(|i| {
+            let t = if horizontal { i / width } else { i % width };
+            if t % 4 < 2 {
+                a
+            } else {
+                b
+            }
+        })
+        .collect();
+    Image::new(width, height, rgb, None).unwrap()
+}
+
+/// White where `white(x, y)`, black elsewhere.
+fn mask_image(width: usize, height: usize, white: impl Fn(usize, usize) -> bool) -> Image {
+    let rgb = (0..width * height)
+        .flat_map(|i| {
+            [if white(i % width, i / width) {
+                255.0
+            } else {
+                0.0
+            }; 3]
+        })
+        .collect();
+    Image::new(width, height, rgb, None).unwrap()
+}
+
+const RED: [f32; 3] = [220.0, 40.0, 30.0];
+const DARK: [f32; 3] = [40.0, 20.0, 20.0];
+const BLUE: [f32; 3] = [30.0, 60.0, 230.0];
+const LIGHT: [f32; 3] = [220.0, 230.0, 240.0];
+
+fn two_styles() -> [Image; 2] {
+    [
+        stripes(32, 32, true, RED, DARK),
+        stripes(32, 32, false, BLUE, LIGHT),
+    ]
+}
+
+fn masked(content: Vec<Image>, style: Vec<Option<Image>>) -> TransferSettings {
+    TransferSettings {
+        masks: Some(SpatialControl { content, style }),
+        ..settings()
+    }
+}
+
+/// The network the engine builds for `settings()`, to measure its results independently.
+fn measuring_net() -> crate::model::Vgg {
+    let options = crate::model::VggOptions {
+        deepest: Some(Architecture::Vgg16.parse_layer("relu3_1").unwrap()),
+        ..Default::default()
+    };
+    crate::model::Vgg::with_options(weights(), &options).unwrap()
+}
+
+fn style_layers() -> Vec<crate::model::Layer> {
+    settings()
+        .style_layers
+        .iter()
+        .map(|n| Architecture::Vgg16.parse_layer(n).unwrap())
+        .collect()
+}
+
+/// `Σ_l (G − A)² / 4N²` over the style layers, the style loss's own distance.
+fn gram_distance(g: &[Vec<f32>], a: &[Vec<f32>]) -> f64 {
+    g.iter()
+        .zip(a)
+        .map(|(g, a)| {
+            let sum: f64 = g.iter().zip(a).map(|(x, y)| (x - y).powi(2) as f64).sum();
+            sum / (4.0 * g.len() as f64)
+        })
+        .sum()
+}
+
+/// For the left and the right half of `image` (32 × 24): the distance of its masked Gram
+/// matrices to the style it should have (left: the first) over the distance to the other.
+fn own_style_ratios(image: &Image) -> [f64; 2] {
+    use crate::loss::{masked_normalized_gram, normalized_gram, SpatialMask};
+    let net = measuring_net();
+    let layers = style_layers();
+    let grams_of = |img: &Image| -> Vec<Vec<f32>> {
+        net.features_of_image(&img.rgb, img.height, img.width, &layers)
+            .unwrap()
+            .iter()
+            .map(normalized_gram)
+            .collect()
+    };
+    let targets = two_styles().map(|s| grams_of(&s));
+    let (w, h) = (image.width, image.height);
+    assert_eq!((w, h), (32, 24));
+    let features = net.features_of_image(&image.rgb, h, w, &layers).unwrap();
+    let left_values = (0..w * h)
+        .map(|i| if i % w < w / 2 { 1.0 } else { 0.0 })
+        .collect();
+    let left = SpatialMask::new(h, w, left_values).unwrap();
+    let halves = [left.clone(), left.complement()];
+    let mut ratios = [0.0; 2];
+    for (k, half) in halves.iter().enumerate() {
+        let grams: Vec<Vec<f32>> = features
+            .iter()
+            .zip(&layers)
+            .map(|(f, &l)| {
+                masked_normalized_gram(f, &half.at_layer(Architecture::Vgg16, l).unwrap()).unwrap()
+            })
+            .collect();
+        let own = gram_distance(&grams, &targets[k]);
+        let other = gram_distance(&grams, &targets[1 - k]);
+        ratios[k] = own / other;
+    }
+    ratios
+}
+
+fn run_two_regions(settings: &TransferSettings) -> Image {
+    let content = picture(40, 30, 0.0, false);
+    let mut t = Transfer::new(weights(), &content, &two_styles(), settings).unwrap();
+    t.run(30, |_, _| ControlFlow::Continue(())).unwrap();
+    t.best_image()
+}
+
+#[test]
+fn each_half_takes_the_style_of_its_own_mask() {
+    let left = mask_image(40, 30, |x, _| x < 20);
+    let right = mask_image(40, 30, |x, _| x >= 20);
+    let ratios = own_style_ratios(&run_two_regions(&masked(
+        vec![left.clone(), right.clone()],
+        vec![],
+    )));
+    eprintln!("masked: own/other distance ratios {ratios:?}");
+    assert!(ratios.iter().all(|&r| r < 0.5), "{ratios:?}");
+
+    // The same measure tells a wrong wiring apart: swapped masks give each half the other's
+    // style, and ignoring the masks blends both styles everywhere.
+    let swapped = own_style_ratios(&run_two_regions(&masked(vec![right, left], vec![])));
+    eprintln!("swapped: {swapped:?}");
+    assert!(swapped.iter().all(|&r| r > 1.0), "{swapped:?}");
+    let ignored = own_style_ratios(&run_two_regions(&settings()));
+    eprintln!("ignored: {ignored:?}");
+    assert!(ignored.iter().any(|&r| r > 0.5), "{ignored:?}");
+}
+
+#[test]
+fn one_mask_for_two_styles_is_two_complementary_masks() {
+    // At the working size (32 × 24) and split on a multiple of 4, the masks stay binary at every
+    // style layer, so the two regions' shares sum exactly to 1.
+    let left = mask_image(32, 24, |x, _| x < 12);
+    let right = mask_image(32, 24, |x, _| x >= 12);
+    let content = picture(40, 30, 0.0, false);
+    let build = |s: TransferSettings| Transfer::new(weights(), &content, &two_styles(), &s);
+    let one = build(masked(vec![left.clone()], vec![])).unwrap();
+    let two = build(masked(vec![left, right], vec![None, None])).unwrap();
+    let (a, b) = (one.objective.style_losses(), two.objective.style_losses());
+    assert_eq!(
+        a.len(),
+        2 * style_layers().len(),
+        "one loss per region and layer"
+    );
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x.layer(), y.layer());
+        assert_eq!(x.target(), y.target());
+        assert_eq!(x.mask(), y.mask());
+        assert_eq!(x.weight(), y.weight());
+    }
+    for l in style_layers() {
+        let at_l: Vec<_> = a.iter().filter(|s| s.layer() == l).collect();
+        let total: f64 = at_l.iter().map(|s| s.weight()).sum();
+        assert!((total - 1.0 / 3.0).abs() < 1e-12, "{l}: {total}");
+        // Area shares 12/32 and 20/32 of w_l = 1/3.
+        assert!((at_l[0].weight() - 12.0 / 32.0 / 3.0).abs() < 1e-12, "{l}");
+    }
+}
+
+#[test]
+fn a_style_mask_picks_the_statistics_of_its_part_of_the_style_image() {
+    use crate::loss::normalized_gram;
+    // A style image whose left half is one pattern and right half another: masking its left
+    // half must target the first pattern's statistics, its right half the second's.
+    let [a, b] = two_styles();
+    let mut both = a.clone();
+    for y in 0..32 {
+        for x in 16..32 {
+            let i = (y * 32 + x) * 3;
+            both.rgb[i..i + 3].copy_from_slice(&b.rgb[i..i + 3]);
+        }
+    }
+    let net = measuring_net();
+    let layers = style_layers();
+    let pure = [&a, &b].map(|img| {
+        net.features_of_image(&img.rgb, 32, 32, &layers)
+            .unwrap()
+            .iter()
+            .map(normalized_gram)
+            .collect::<Vec<_>>()
+    });
+    let content = picture(40, 30, 0.0, false);
+    let everywhere = mask_image(32, 24, |_, _| true);
+    for (k, part) in [
+        mask_image(32, 32, |x, _| x < 16),
+        mask_image(32, 32, |x, _| x >= 16),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let s = masked(vec![everywhere.clone()], vec![Some(part)]);
+        let t = Transfer::new(weights(), &content, std::slice::from_ref(&both), &s).unwrap();
+        let targets: Vec<Vec<f32>> = t
+            .objective
+            .style_losses()
+            .iter()
+            .map(|l| l.target().to_vec())
+            .collect();
+        let (own, other) = (
+            gram_distance(&targets, &pure[k]),
+            gram_distance(&targets, &pure[1 - k]),
+        );
+        assert!(own < 0.2 * other, "part {k}: {own:e} vs {other:e}");
+    }
+}
+
+#[test]
+fn masks_are_checked_against_the_styles() {
+    let content = picture(40, 30, 0.0, false);
+    let white = mask_image(8, 6, |_, _| true);
+    let black = mask_image(8, 6, |_, _| false);
+    let left = mask_image(8, 6, |x, _| x < 4);
+    let message = |styles: &[Image], s: TransferSettings| {
+        Transfer::new(weights(), &content, styles, &s)
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let [a, b] = two_styles();
+    let one = std::slice::from_ref(&a);
+    let two = [a.clone(), b.clone()];
+    let three = [a.clone(), b, a.clone()];
+
+    let m = message(one, masked(vec![left.clone(), left.clone()], vec![]));
+    assert!(m.contains("2 content masks for 1 style images"), "{m}");
+    let m = message(&three, masked(vec![left.clone()], vec![]));
+    assert!(m.contains("1 content masks for 3 style images"), "{m}");
+    let m = message(one, masked(vec![left.clone()], vec![None, None]));
+    assert!(m.contains("2 style masks for 1 style images"), "{m}");
+    let m = message(&two, masked(vec![left.clone(), black.clone()], vec![]));
+    assert!(m.contains("content mask 2 is entirely black"), "{m}");
+    let m = message(&two, masked(vec![white.clone()], vec![]));
+    assert!(
+        m.contains("content mask 1 is entirely white") && m.contains("style image 2"),
+        "{m}"
+    );
+    let m = message(one, masked(vec![left.clone()], vec![Some(black)]));
+    assert!(m.contains("style mask 1 is entirely black"), "{m}");
+    let m = message(
+        &two,
+        TransferSettings {
+            style_blend_weights: Some(vec![1.0, 1.0]),
+            ..masked(vec![left.clone()], vec![])
+        },
+    );
+    assert!(m.contains("blend weights do not apply with masks"), "{m}");
+    let m = message(
+        one,
+        TransferSettings {
+            style_layers: vec![],
+            ..masked(vec![left.clone()], vec![])
+        },
+    );
+    assert!(m.contains("no style layers"), "{m}");
+    // A grey mask is a soft region, not an empty one.
+    let grey = Image::new(8, 6, vec![100.0; 8 * 6 * 3], None).unwrap();
+    assert!(Transfer::new(weights(), &content, one, &masked(vec![grey], vec![])).is_ok());
+}
+
+#[test]
+fn masks_count_in_the_memory_estimate() {
+    use super::targets::LayerPlan;
+    let arch = Architecture::Vgg16;
+    let plain = LayerPlan::new(&settings(), 2).unwrap();
+    assert_eq!(plain.mask_bytes(arch, (32, 24), &[(32, 32)]), 0);
+    let s = masked(vec![mask_image(8, 6, |x, _| x < 4)], vec![]);
+    let plan = LayerPlan::new(&s, 2).unwrap();
+    // Two regions' masks at relu1_1, relu2_1 and relu3_1, and a masked copy of the largest
+    // style-layer features: relu1_1's 64 channels of the 32 × 32 style image, with its border.
+    let masks = 2 * (32 * 24 + 16 * 12 + 8 * 6);
+    let copy = 34 * 34 * 64;
+    assert_eq!(
+        plan.mask_bytes(arch, (32, 24), &[(32, 32), (20, 32)]),
+        4 * (masks + copy) as u64
+    );
 }
