@@ -70,6 +70,15 @@ pub struct TransferArgs {
     /// Shares of the style images in the blend, comma-separated (default: equal).
     #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f64)]
     pub style_blend_weights: Option<Vec<f64>>,
+    /// Spatial control: where each style goes. One mask per --style, in order (white: that
+    /// style's region; grey: partly), or one mask with two styles (style 1 where white, style 2
+    /// where black). Outside every region only the content loss acts.
+    #[arg(long = "content-mask", value_name = "FILE")]
+    pub content_masks: Vec<PathBuf>,
+    /// Spatial control: the part of each style image (white) whose statistics are used; one per
+    /// --style, in order. Needs --content-mask.
+    #[arg(long = "style-mask", value_name = "FILE", requires = "content_masks")]
+    pub style_masks: Vec<PathBuf>,
     /// Where to start: content, style, noise, or an image file.
     #[arg(long, default_value = "content", value_parser = parse_init)]
     pub init: InitArg,
@@ -84,8 +93,9 @@ pub struct TransferArgs {
     /// β, the weight of the style loss (the paper's α/β = 1e-3).
     #[arg(long, default_value_t = 1e3, value_parser = non_negative_f64)]
     pub style_weight: f64,
-    /// Weight of the total-variation smoothing term (0: off; 10 is gentle, 100 strong).
-    #[arg(long, default_value_t = 0.0, value_parser = non_negative_f64)]
+    /// Weight of the total-variation smoothing term: evens out the pixel-level noise the
+    /// optimiser leaves without blurring strokes (0: off, as in the paper; 100: strong).
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative_f64)]
     pub tv_weight: f64,
     /// Content layers, comma-separated.
     #[arg(
@@ -178,13 +188,14 @@ pub struct RunArgs {
     )]
     pub iterations: i64,
     /// Coarse to fine: optimise at N sizes, each result upsampled as the next one's start,
-    /// the last being --size. auto: steps of about √2 from --start-size (5 scales for 512 px);
-    /// 1: a plain single-size run.
+    /// the last being --size. auto: one size up to 512 px (measured fastest there), above it
+    /// steps of about √2 from 512 px; 1: a plain single-size run.
     #[arg(long, default_value = "auto", value_name = "N|auto", value_parser = parse_scales)]
     pub scales: Scales,
-    /// Coarse to fine: the long side of the first scale.
-    #[arg(long, default_value_t = 128, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
-    pub start_size: u32,
+    /// Coarse to fine: the long side of the first scale (default: 512 with --scales auto, 128
+    /// with a number of scales).
+    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub start_size: Option<u32>,
     /// Coarse to fine: iterations at each scale before the last (--iterations is the last's).
     #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
     pub scale_iterations: u32,
@@ -525,7 +536,7 @@ mod tests {
         assert_eq!(t.styles, [PathBuf::from("s.jpg")]);
         assert_eq!(
             (t.content_weight, t.style_weight, t.tv_weight),
-            (1.0, 1e3, 0.0)
+            (1.0, 1e3, 10.0)
         );
         assert_eq!(t.content_layers, ["relu4_2"]);
         assert_eq!(
@@ -665,6 +676,64 @@ mod tests {
             panic!("not reconstruct style")
         };
         assert_eq!((layers.len(), common.run.size), (2, 128));
+    }
+
+    #[test]
+    fn quality_flags_parse_and_default() {
+        let t = transfer(&[]).unwrap();
+        assert_eq!(
+            (t.run.scales, t.run.start_size, t.run.scale_iterations),
+            (Scales::Auto, None, 100)
+        );
+        assert_eq!(
+            (t.preserve_color, t.run.bit_depth),
+            (PreserveColorArg::None, 8)
+        );
+        assert!(t.content_masks.is_empty() && t.style_masks.is_empty());
+        let t = transfer(&[
+            "--scales",
+            "3",
+            "--start-size",
+            "200",
+            "--scale-iterations",
+            "0",
+            "--preserve-color",
+            "luminance",
+            "--bit-depth",
+            "16",
+            "--content-mask",
+            "m1.png",
+            "--content-mask",
+            "m2.png",
+            "--style-mask",
+            "s1.png",
+        ])
+        .unwrap();
+        assert_eq!(
+            (t.run.scales, t.run.start_size, t.run.scale_iterations),
+            (Scales::Count(3), Some(200), 0)
+        );
+        assert_eq!(
+            (t.preserve_color, t.run.bit_depth),
+            (PreserveColorArg::Luminance, 16)
+        );
+        assert_eq!(t.content_masks.len(), 2);
+        assert_eq!(t.style_masks, [PathBuf::from("s1.png")]);
+        let h = transfer(&["--preserve-color", "histogram"]).unwrap();
+        assert_eq!(h.preserve_color, PreserveColorArg::Histogram);
+        for bad in [
+            &["--scales", "0"][..],
+            &["--scales", "33"],
+            &["--scales", "many"],
+            &["--start-size", "0"],
+            &["--scale-iterations", "-1"],
+            &["--bit-depth", "12"],
+            &["--preserve-color", "sepia"],
+            // A style mask says which part of a painting to use, for a region of the photo.
+            &["--style-mask", "s1.png"],
+        ] {
+            assert!(transfer(bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

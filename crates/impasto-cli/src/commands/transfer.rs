@@ -1,6 +1,6 @@
 use impasto::image_io;
 use impasto::loss::LossWeights;
-use impasto::transfer::{Init, TransferSettings};
+use impasto::transfer::{Init, SpatialControl, TransferSettings};
 
 use super::optimize::{self, Job};
 use super::options;
@@ -11,13 +11,19 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
     inputs.extend(args.styles.iter().map(|p| p.as_path()));
     inputs.extend(args.init.file());
+    inputs.extend(args.content_masks.iter().map(|p| p.as_path()));
+    inputs.extend(args.style_masks.iter().map(|p| p.as_path()));
     outputs::check_outputs(&args.output, &args.run, &inputs)?;
     let content = image_io::load(&args.content)?;
-    let styles = args
-        .styles
-        .iter()
-        .map(|p| image_io::load(p))
-        .collect::<Result<Vec<_>, _>>()?;
+    let styles = load_all(&args.styles)?;
+    let masks = if args.content_masks.is_empty() {
+        None
+    } else {
+        Some(SpatialControl {
+            content: load_all(&args.content_masks)?,
+            style: load_all(&args.style_masks)?.into_iter().map(Some).collect(),
+        })
+    };
     let settings = TransferSettings {
         style_scale: args.style_scale,
         content_layers: args.content_layers.clone(),
@@ -31,6 +37,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
         },
         init: init(&args.init)?,
         preserve_color: options::preserve_color(args.preserve_color),
+        masks,
         ..base_settings(&args.run)
     };
     optimize::execute(Job {
@@ -49,6 +56,13 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
                 .join(" + ")
         ),
     })
+}
+
+fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<image_io::Image>> {
+    Ok(paths
+        .iter()
+        .map(|p| image_io::load(p))
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The settings every run shares, from the run flags.
