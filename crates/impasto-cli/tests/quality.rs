@@ -39,6 +39,28 @@ fn transfer(args: &[&str]) -> std::process::Output {
     impasto(home.path(), &all)
 }
 
+/// The flags most runs here share: one photo, one painting, an output, size and iterations.
+fn basic<'a>(
+    content: &'a Path,
+    style: &'a Path,
+    out: &'a Path,
+    size: &'a str,
+    iterations: &'a str,
+) -> Vec<&'a str> {
+    vec![
+        "--content",
+        s(content),
+        "--style",
+        s(style),
+        "--output",
+        s(out),
+        "--size",
+        size,
+        "--iterations",
+        iterations,
+    ]
+}
+
 fn transfer_ok(args: &[&str]) -> Image {
     let o = transfer(args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -128,25 +150,10 @@ fn luminance_mode_keeps_the_photo_colours_exactly() {
     let (content_path, content) = small_content(dir.path(), 64);
     let out = dir.path().join("out.png");
     let style = painting("starry_night.jpg");
-    let args = |mode: &'static str| {
-        vec![
-            "--content".to_string(),
-            s(&content_path).into(),
-            "--style".into(),
-            s(&style).into(),
-            "--output".into(),
-            s(&out).into(),
-            "--size".into(),
-            "64".into(),
-            "--iterations".into(),
-            "30".into(),
-            "--preserve-color".into(),
-            mode.into(),
-        ]
-    };
     let run = |mode| {
-        let a = args(mode);
-        transfer_ok(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        let mut args = basic(&content_path, &style, &out, "64", "30");
+        args.extend(["--preserve-color", mode]);
+        transfer_ok(&args)
     };
     let kept = run("luminance");
     // 8-bit rounding of the output moves I and Q by a fraction of a level.
@@ -187,23 +194,10 @@ fn histogram_mode_gives_the_painting_the_photo_colour_statistics() {
     let out = dir.path().join("out.png");
     let style = painting("the_scream.jpg");
     // With --init style and no iterations the output is the (recoloured) painting itself.
-    let start = |mode: &str| {
-        transfer_ok(&[
-            "--content",
-            s(&content_path),
-            "--style",
-            s(&style),
-            "--output",
-            s(&out),
-            "--size",
-            "64",
-            "--iterations",
-            "0",
-            "--init",
-            "style",
-            "--preserve-color",
-            mode,
-        ])
+    let start = |mode| {
+        let mut args = basic(&content_path, &style, &out, "64", "0");
+        args.extend(["--init", "style", "--preserve-color", mode]);
+        transfer_ok(&args)
     };
     let want = color_stats(&content.rgb);
     let (mean, cov) = stats_distance(&color_stats(&start("histogram").rgb), &want);
@@ -272,20 +266,10 @@ fn a_content_mask_confines_the_style_to_its_region() {
     let mask = dir.path().join("left.png");
     image_io::save(&Image::new(w, h, rgb, None).unwrap(), &mask).unwrap();
     let out = dir.path().join("out.png");
-    let image = transfer_ok(&[
-        "--content",
-        s(&content_path),
-        "--style",
-        s(&painting("starry_night.jpg")),
-        "--content-mask",
-        s(&mask),
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-        "--iterations",
-        "40",
-    ]);
+    let style = painting("starry_night.jpg");
+    let mut args = basic(&content_path, &style, &out, "64", "40");
+    args.extend(["--content-mask", s(&mask)]);
+    let image = transfer_ok(&args);
     let change = |left: bool| {
         let mut sum = 0.0;
         let mut n = 0;
@@ -309,20 +293,9 @@ fn a_content_mask_confines_the_style_to_its_region() {
     );
 
     // Two masks for one style: a clear error naming the counts, before any work.
-    let o = transfer(&[
-        "--content",
-        s(&content_path),
-        "--style",
-        s(&painting("starry_night.jpg")),
-        "--content-mask",
-        s(&mask),
-        "--content-mask",
-        s(&mask),
-        "--output",
-        s(&out),
-        "--size",
-        "64",
-    ]);
+    let mut args = basic(&content_path, &style, &out, "64", "40");
+    args.extend(["--content-mask", s(&mask), "--content-mask", s(&mask)]);
+    let o = transfer(&args);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("mask"), "{}", stderr(&o));
 }
@@ -355,20 +328,8 @@ fn total_variation_smooths_and_its_default_is_on() {
     let log = dir.path().join("log.csv");
     let style = painting("starry_night.jpg");
     let run = |tv: Option<&str>| {
-        let mut args = vec![
-            "--content",
-            s(&content_path),
-            "--style",
-            s(&style),
-            "--output",
-            s(&out),
-            "--size",
-            "64",
-            "--iterations",
-            "40",
-            "--loss-log",
-            s(&log),
-        ];
+        let mut args = basic(&content_path, &style, &out, "64", "40");
+        args.extend(["--loss-log", s(&log)]);
         if let Some(tv) = tv {
             args.extend(["--tv-weight", tv]);
         }
@@ -394,20 +355,9 @@ fn sixteen_bit_output_keeps_values_between_the_8_bit_levels() {
     let style = painting("starry_night.jpg");
     for name in ["out.png", "out.tiff"] {
         let out = dir.path().join(name);
-        transfer_ok(&[
-            "--content",
-            s(&content_path),
-            "--style",
-            s(&style),
-            "--output",
-            s(&out),
-            "--size",
-            "32",
-            "--iterations",
-            "5",
-            "--bit-depth",
-            "16",
-        ]);
+        let mut args = basic(&content_path, &style, &out, "32", "5");
+        args.extend(["--bit-depth", "16"]);
+        transfer_ok(&args);
         let decoded = image::open(&out).unwrap();
         assert_eq!(decoded.color(), image::ColorType::Rgb16, "{name}");
         let values = decoded.into_rgb16().into_raw();
@@ -420,16 +370,9 @@ fn sixteen_bit_output_keeps_values_between_the_8_bit_levels() {
     }
     // JPEG has no 16-bit form: refused before the run.
     let out = dir.path().join("out.jpg");
-    let o = transfer(&[
-        "--content",
-        s(&content_path),
-        "--style",
-        s(&style),
-        "--output",
-        s(&out),
-        "--bit-depth",
-        "16",
-    ]);
+    let mut args = basic(&content_path, &style, &out, "32", "5");
+    args.extend(["--bit-depth", "16"]);
+    let o = transfer(&args);
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("JPEG has 8"), "{}", stderr(&o));
     assert!(!out.exists());
@@ -442,28 +385,20 @@ fn the_same_seed_and_flags_give_the_same_image() {
     let style = painting("starry_night.jpg");
     let run = |seed: &str, name: &str| {
         let out = dir.path().join(name);
-        transfer_ok(&[
-            "--content",
-            s(&content_path),
-            "--style",
-            s(&style),
-            "--output",
-            s(&out),
-            "--size",
-            "64",
+        let mut args = basic(&content_path, &style, &out, "64", "10");
+        args.extend([
             "--start-size",
             "32",
             "--scales",
             "2",
             "--scale-iterations",
             "10",
-            "--iterations",
-            "10",
             "--init",
             "noise",
             "--seed",
             seed,
         ]);
+        transfer_ok(&args);
         std::fs::read(&out).unwrap()
     };
     let first = run("3", "a.png");
