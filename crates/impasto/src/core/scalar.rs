@@ -23,6 +23,9 @@ pub trait Scalar:
     const ONE: Self;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
+    /// `self · a + b` in one rounding. One instruction where the code is compiled with FMA
+    /// enabled; a slow library call elsewhere, so only for such code.
+    fn mul_add(self, a: Self, b: Self) -> Self;
 
     /// Scratch buffers shared by every kernel in the process. Layers run one after another,
     /// so one pool sized for the largest layer serves them all and the hot path never allocates.
@@ -38,6 +41,9 @@ impl Scalar for f32 {
     fn to_f64(self) -> f64 {
         self as f64
     }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
     fn scratch_pool() -> &'static Mutex<Vec<Vec<Self>>> {
         static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
         &POOL
@@ -52,6 +58,9 @@ impl Scalar for f64 {
     }
     fn to_f64(self) -> f64 {
         self
+    }
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
     }
     fn scratch_pool() -> &'static Mutex<Vec<Vec<Self>>> {
         static POOL: Mutex<Vec<Vec<f64>>> = Mutex::new(Vec::new());
