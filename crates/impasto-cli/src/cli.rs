@@ -187,15 +187,14 @@ pub struct RunArgs {
         value_parser = clap::value_parser!(i64).range(0..=100_000_000)
     )]
     pub iterations: i64,
-    /// Coarse to fine: optimise at N sizes, each result upsampled as the next one's start,
-    /// the last being --size. auto: one size up to 512 px (measured fastest there), above it
-    /// steps of about √2 from 512 px; 1: a plain single-size run.
-    #[arg(long, default_value = "auto", value_name = "N|auto", value_parser = parse_scales)]
+    /// Coarse to fine: optimise at N sizes from --start-size up to --size, each result upsampled
+    /// as the next one's start (1: one size, the default, measured faster to every loss level;
+    /// auto: steps of about √2, 5 scales for 512 px). Larger, bolder strokes.
+    #[arg(long, default_value = "1", value_name = "N|auto", value_parser = parse_scales)]
     pub scales: Scales,
-    /// Coarse to fine: the long side of the first scale (default: 512 with --scales auto, 128
-    /// with a number of scales).
-    #[arg(long, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
-    pub start_size: Option<u32>,
+    /// Coarse to fine: the long side of the first scale.
+    #[arg(long, default_value_t = 128, value_name = "PX", value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+    pub start_size: u32,
     /// Coarse to fine: iterations at each scale before the last (--iterations is the last's).
     #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
     pub scale_iterations: u32,
@@ -683,7 +682,7 @@ mod tests {
         let t = transfer(&[]).unwrap();
         assert_eq!(
             (t.run.scales, t.run.start_size, t.run.scale_iterations),
-            (Scales::Auto, None, 100)
+            (Scales::Count(1), 128, 100)
         );
         assert_eq!(
             (t.preserve_color, t.run.bit_depth),
@@ -711,7 +710,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (t.run.scales, t.run.start_size, t.run.scale_iterations),
-            (Scales::Count(3), Some(200), 0)
+            (Scales::Count(3), 200, 0)
         );
         assert_eq!(
             (t.preserve_color, t.run.bit_depth),
@@ -719,7 +718,8 @@ mod tests {
         );
         assert_eq!(t.content_masks.len(), 2);
         assert_eq!(t.style_masks, [PathBuf::from("s1.png")]);
-        let h = transfer(&["--preserve-color", "histogram"]).unwrap();
+        let h = transfer(&["--preserve-color", "histogram", "--scales", "auto"]).unwrap();
+        assert_eq!(h.run.scales, Scales::Auto);
         assert_eq!(h.preserve_color, PreserveColorArg::Histogram);
         for bad in [
             &["--scales", "0"][..],

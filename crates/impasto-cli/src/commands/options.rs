@@ -9,7 +9,7 @@ use impasto::core::{Pooling, WinogradTile};
 use impasto::image_io::BitDepth;
 use impasto::model::{AlgorithmPolicy, Architecture};
 use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
-use impasto::transfer::{OptimizerSettings, Schedule, AUTO_START_SIZE, DEFAULT_START_SIZE};
+use impasto::transfer::{OptimizerSettings, Schedule};
 use impasto::weights::{self, VggWeights};
 
 use crate::cli::{
@@ -76,18 +76,17 @@ pub fn bit_depth(bits: u8) -> BitDepth {
 
 /// The sizes and iterations of the run: `--scales` sizes from `--start-size` to `--size`.
 pub fn schedule(run: &RunArgs) -> anyhow::Result<Schedule> {
-    let (size, last, coarse) = (
+    let scales = match run.scales {
+        Scales::Auto => None,
+        Scales::Count(n) => Some(n),
+    };
+    Ok(Schedule::geometric(
         run.size as usize,
+        run.start_size as usize,
+        scales,
         run.iterations as usize,
         run.scale_iterations as usize,
-    );
-    let start = |default: usize| run.start_size.map_or(default, |s| s as usize);
-    Ok(match run.scales {
-        Scales::Auto => Schedule::geometric(size, start(AUTO_START_SIZE), None, last, coarse)?,
-        Scales::Count(n) => {
-            Schedule::geometric(size, start(DEFAULT_START_SIZE), Some(n), last, coarse)?
-        }
-    })
+    )?)
 }
 
 /// Runs `f` on a pool of `threads` workers (`None`: one per core), so `--threads` bounds every

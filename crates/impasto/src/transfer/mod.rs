@@ -16,7 +16,7 @@ mod settings;
 mod targets;
 
 pub use engine::{RunSummary, Stop, Transfer};
-pub use multiscale::{run_schedule, Outcome, Schedule, AUTO_START_SIZE, DEFAULT_START_SIZE};
+pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;
 pub use settings::{
     Init, OptimizerSettings, SpatialControl, TransferSettings, PAPER_CONTENT_LAYERS,

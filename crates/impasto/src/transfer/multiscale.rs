@@ -6,6 +6,13 @@
 //! scale then starts from an image that already has them and only has to add fine texture.
 //! crowsonkb/style-transfer-pytorch steps by √2 from 128 px; so does the default here.
 //!
+//! It is not the tool's default: measured on tubingen + starry_night, a single-scale run from the
+//! photo reached every loss level sooner, at 512 px (4.0e10 after 108 s against 242 s) and at
+//! 768 px (9.0e10 after 69 s against 152 s). The upsampled coarse result has lost the fine texture
+//! the shallow style layers measure (at 768 px its loss is 2.9e11, against 7.7e10 when converged)
+//! and the last scale must rebuild it. What coarse to fine gives is a look: larger, more coherent
+//! strokes.
+//!
 //! Each scale is a fresh [`Transfer`] (targets are recomputed from the originals at that size;
 //! L-BFGS's curvature history does not carry over, since its vectors belong to the old size).
 //! Records are numbered and timed over the whole run and say which scale they belong to.
@@ -23,15 +30,6 @@ use super::{Init, LossRecord, RunSummary, Stop, Transfer, TransferSettings};
 /// Where a coarse-to-fine run with a given number of scales starts by default (long side,
 /// pixels), as crowsonkb/style-transfer-pytorch does.
 pub const DEFAULT_START_SIZE: usize = 128;
-
-/// Where [`Schedule::auto`] starts, and the largest size it runs at one scale. Measured at 512 px
-/// (tubingen + starry_night, defaults): a single-scale run from the photo reached every loss level
-/// sooner than √2 steps from 128 px did (4.0e10 after 108 s against 242 s; 3.88e10 after 404 s
-/// against 491 s), because the upsampled coarse result loses the fine texture the shallow style
-/// layers measure and the last scale must rebuild it. Above 512 px the coarse scales give the
-/// style's large structures (swirls, strokes) their size relative to the picture, which a run at
-/// full size from the photo cannot: VGG's deepest style layer sees only about 200 px.
-pub const AUTO_START_SIZE: usize = 512;
 
 /// The working sizes of a coarse-to-fine run (long sides, smallest first, the last being
 /// `size`), and how many iterations each gets.
@@ -94,17 +92,6 @@ impl Schedule {
         let mut iterations = vec![coarse_iterations; scales];
         iterations[scales - 1] = last_iterations;
         Ok(Schedule { sizes, iterations })
-    }
-
-    /// The default schedule: one scale up to [`AUTO_START_SIZE`], √2 steps from there above it.
-    pub fn auto(size: usize, last_iterations: usize, coarse_iterations: usize) -> Result<Schedule> {
-        Schedule::geometric(
-            size,
-            AUTO_START_SIZE,
-            None,
-            last_iterations,
-            coarse_iterations,
-        )
     }
 
     /// Iterations over all scales.
@@ -225,21 +212,6 @@ mod tests {
             let s = Schedule::geometric(size, 128, None, 50, 10).unwrap();
             assert_eq!(s, Schedule::single(size, 50));
         }
-    }
-
-    #[test]
-    fn the_default_runs_one_scale_up_to_512_px_and_steps_from_there() {
-        for size in [64, 300, 512] {
-            assert_eq!(
-                Schedule::auto(size, 9, 3).unwrap(),
-                Schedule::single(size, 9)
-            );
-        }
-        let s = Schedule::auto(1024, 9, 3).unwrap();
-        assert_eq!(
-            (s.sizes, s.iterations),
-            (vec![512, 724, 1024], vec![3, 3, 9])
-        );
     }
 
     #[test]
