@@ -69,7 +69,8 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
             if announced != Some(t.scale()) {
                 announced = Some(t.scale());
                 if !run.quiet {
-                    bar.println(scale_line(arch, &schedule, t, run));
+                    // Printed even when stderr is not a terminal (the bar is then hidden).
+                    bar.suspend(|| eprintln!("{}", scale_line(arch, &schedule, t, run)));
                 }
             }
             bar.set_position(record.iteration as u64);
