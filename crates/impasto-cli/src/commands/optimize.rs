@@ -107,6 +107,14 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
 
     image_io::save_with_depth(&best, job.output, depth)?;
     write_reports(&outcome.records, run, &job.title)?;
+    if let Some(e) = outcome.failed {
+        return Err(anyhow::Error::new(e).context(format!(
+            "the run failed at scale {}; wrote the best image of scale {} (upsampled) to {}",
+            outcome.transfer.scale() + 2,
+            outcome.transfer.scale() + 1,
+            job.output.display()
+        )));
+    }
     let summary = outcome.summary;
     if !run.quiet {
         let per_iter = summary.elapsed_s / summary.iterations.max(1) as f64;

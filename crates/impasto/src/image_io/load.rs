@@ -83,7 +83,9 @@ fn sniff(path: &Path, bytes: &[u8]) -> Result<ImageFormat> {
     if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
         return Ok(ImageFormat::Png);
     }
-    if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+    // Classic TIFF, then BigTIFF.
+    let tiff: [&[u8]; 4] = [b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"];
+    if tiff.iter().any(|magic| bytes.starts_with(magic)) {
         return Ok(ImageFormat::Tiff);
     }
     let what = if let Ok(other) = image::guess_format(bytes) {

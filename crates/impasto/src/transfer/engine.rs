@@ -188,6 +188,18 @@ impl Transfer {
         (self.best_iteration, self.best_parts)
     }
 
+    /// The best image as optimised, before [`Transfer::best_image`] gives it the content's
+    /// chroma (the same image unless colours are preserved by luminance): what a next, larger
+    /// scale starts from, since recombined colours may leave 0–255 and be clipped by resizing.
+    pub(crate) fn best_optimised(&self) -> Image {
+        Image {
+            width: self.width,
+            height: self.height,
+            rgb: self.best.clone(),
+            alpha: self.alpha.clone(),
+        }
+    }
+
     fn to_image(&self, rgb: &[f32]) -> Image {
         let rgb = match &self.chroma_source {
             Some(content) => color::recombine_with_chroma(rgb, content),

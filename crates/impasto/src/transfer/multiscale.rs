@@ -20,6 +20,7 @@
 use std::ops::ControlFlow;
 use std::time::Instant;
 
+use crate::color::PreserveColor;
 use crate::image_io::{self, Image};
 use crate::weights::VggWeights;
 use crate::{Error, Result};
@@ -62,6 +63,7 @@ impl Schedule {
             return Err(Error::parameter("sizes must be at least 1 pixel"));
         }
         let ratio = size as f64 / start_size as f64;
+        let explicit = scales;
         let scales = match scales {
             Some(0) => return Err(Error::parameter("the number of scales must be at least 1")),
             Some(n) => n,
@@ -83,6 +85,12 @@ impl Schedule {
                 (start_size as f64 * ratio.powf(t)).round().max(1.0) as usize
             })
             .collect();
+        let mut sizes = sizes;
+        if explicit.is_none() {
+            // √2 steps from a start of 1–2 px can round to the same size twice.
+            sizes.dedup();
+        }
+        let scales = sizes.len();
         if sizes.windows(2).any(|w| w[0] >= w[1]) {
             return Err(Error::parameter(format!(
                 "{scales} scales from {start_size} to {size} px would repeat a size ({sizes:?}); \
@@ -111,13 +119,28 @@ pub struct Outcome {
     pub summary: RunSummary,
     /// The working size of the last scale in the schedule.
     pub final_size: (usize, usize),
+    /// An error that ended the run at a later scale (e.g. memory that was there at the start
+    /// is gone): `transfer` is then the last scale that finished, so its work is not lost.
+    pub failed: Option<Error>,
+    /// In luminance-only mode, the content at the final size, whose chroma an image from an
+    /// earlier scale takes once upsampled.
+    chroma_at_final: Option<Image>,
 }
 
 impl Outcome {
     /// The best image of the last scale reached, upsampled to the final size if the run stopped
     /// before it.
     pub fn best_image(&self) -> Result<Image> {
-        upsample(self.transfer.best_image(), self.final_size)
+        match &self.chroma_at_final {
+            Some(content) if self.transfer.size() != self.final_size => {
+                // Upsample the optimised luminance, then take the full-size photo's chroma,
+                // so the photo's colours stay exact rather than upsampled from a small copy.
+                let mut image = upsample(self.transfer.best_optimised(), self.final_size)?;
+                image.rgb = crate::color::recombine_with_chroma(&image.rgb, &content.rgb);
+                Ok(image)
+            }
+            _ => upsample(self.transfer.best_image(), self.final_size),
+        }
     }
 }
 
@@ -125,7 +148,8 @@ impl Outcome {
 /// iteration of every scale (its transfer says which scale and size) and may stop the run.
 ///
 /// The largest scale is checked first (settings, memory), so a run that cannot finish fails
-/// before the small scales spend any time.
+/// before the small scales spend any time. An error at a later scale ends the run with
+/// [`Outcome::failed`] set and the previous scale's result, rather than losing it.
 pub fn run_schedule(
     weights: &VggWeights,
     content: &Image,
@@ -149,25 +173,40 @@ pub fn run_schedule(
     let last = *schedule.sizes.last().expect("checked non-empty");
     preflight(weights, content, styles, &at(last, settings.init.clone()))?;
     let final_size = image_io::fit_long_side(content.width, content.height, last);
+    let chroma_at_final = match settings.preserve_color {
+        PreserveColor::Luminance if schedule.sizes.len() > 1 => {
+            Some(upsample(content.clone(), final_size)?)
+        }
+        _ => None,
+    };
 
     let clock = Instant::now();
     let mut records = Vec::new();
     let (mut iterations, mut evaluations) = (0, 0);
     let mut init = settings.init.clone();
+    let mut previous: Option<(Transfer, RunSummary)> = None;
     let mut scale = 0;
     loop {
         let size = schedule.sizes[scale];
-        let mut transfer = Transfer::new(weights, content, styles, &at(size, init))?;
-        let first_iteration = records.last().map_or(0, |r: &LossRecord| r.iteration);
-        transfer.continue_run(scale, first_iteration, clock);
-        let summary = transfer.run(schedule.iterations[scale], &mut observer)?;
-        records.extend_from_slice(transfer.records());
-        iterations += summary.iterations;
-        evaluations += summary.evaluations;
+        let attempt = Transfer::new(weights, content, styles, &at(size, init)).and_then(|mut t| {
+            let first_iteration = records.last().map_or(0, |r: &LossRecord| r.iteration);
+            t.continue_run(scale, first_iteration, clock);
+            let summary = t.run(schedule.iterations[scale], &mut observer)?;
+            Ok((t, summary))
+        });
+        let (transfer, summary, failed) = match (attempt, previous.take()) {
+            (Ok((t, summary)), _) => {
+                records.extend_from_slice(t.records());
+                iterations += summary.iterations;
+                evaluations += summary.evaluations;
+                (t, summary, None)
+            }
+            (Err(e), Some((t, summary))) => (t, summary, Some(e)),
+            (Err(e), None) => return Err(e),
+        };
         // A coarse scale that converged hands on its image like one that completed.
         let stopped = matches!(summary.stop, Stop::Interrupted | Stop::Diverged);
-        let done = scale + 1 == schedule.sizes.len() || stopped;
-        if done {
+        if scale + 1 == schedule.sizes.len() || stopped || failed.is_some() {
             return Ok(Outcome {
                 summary: RunSummary {
                     iterations,
@@ -178,10 +217,14 @@ pub fn run_schedule(
                 transfer,
                 records,
                 final_size,
+                failed,
+                chroma_at_final,
             });
         }
-        // The best image, not the last: the one a stop here would have kept.
-        init = Init::Image(transfer.best_image());
+        // The best image, not the last: the one a stop here would have kept; as optimised,
+        // since in luminance mode the recombined colours could be clipped by resizing.
+        init = Init::Image(transfer.best_optimised());
+        previous = Some((transfer, summary));
         scale += 1;
     }
 }
@@ -232,5 +275,10 @@ mod tests {
         assert!(err(Schedule::geometric(128, 128, Some(3), 1, 1)).contains("start size below"));
         assert!(err(Schedule::geometric(130, 128, Some(4), 1, 1)).contains("repeat a size"));
         assert!(err(Schedule::geometric(0, 128, None, 1, 1)).contains("at least 1 pixel"));
+        // Without a count, sizes that round alike are merged rather than refused.
+        assert_eq!(
+            Schedule::geometric(4, 1, None, 1, 1).unwrap().sizes,
+            [1, 2, 3, 4]
+        );
     }
 }

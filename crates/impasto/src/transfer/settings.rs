@@ -50,7 +50,8 @@ pub struct TransferSettings {
     pub preserve_color: PreserveColor,
     pub init: Init,
     pub optimizer: OptimizerSettings,
-    /// Seeds the noise start; the same seed and settings give the same image.
+    /// Seeds the noise start; the same seed and settings give the same image on the same
+    /// machine and thread count (CPUs with and without FMA round differently).
     pub seed: u64,
 }
 

@@ -841,3 +841,37 @@ fn masks_count_in_the_memory_estimate() {
         4 * (masks + copy) as u64
     );
 }
+
+#[test]
+fn luminance_mode_keeps_the_photo_chroma_through_scales_and_early_stops() {
+    use crate::color::{rgb_to_yiq, PreserveColor};
+    let content = picture(40, 30, 0.0, false);
+    let settings = TransferSettings {
+        preserve_color: PreserveColor::Luminance,
+        ..settings()
+    };
+    let schedule = Schedule::geometric(32, 16, Some(2), 4, 4).unwrap();
+    let want = rgb_to_yiq(&crate::image_io::resize(&content, 32, 24).unwrap().rgb);
+    for stop_at in [2, usize::MAX] {
+        let out = run_schedule(
+            weights(),
+            &content,
+            &[picture(50, 50, 2.0, false)],
+            &settings,
+            &schedule,
+            |_, r| {
+                if r.iteration == stop_at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            },
+        )
+        .unwrap();
+        let got = rgb_to_yiq(&out.best_image().unwrap().rgb);
+        for (g, w) in got.chunks_exact(3).zip(want.chunks_exact(3)) {
+            let off = (g[1] - w[1]).abs().max((g[2] - w[2]).abs());
+            assert!(off < 1e-2, "stop at {stop_at}: chroma {g:?} vs {w:?}");
+        }
+    }
+}
