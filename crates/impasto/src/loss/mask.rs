@@ -85,11 +85,9 @@ impl SpatialMask {
     /// The mask at `layer`'s feature size: pooled once for each pooling up to and including that
     /// layer. Fails for a layer the network lacks or a mask too small to reach it.
     pub fn at_layer(&self, arch: Architecture, layer: Layer) -> Result<Self> {
-        let position = arch.layer_position(layer)?;
-        let pools = arch.layers()[..=position]
-            .iter()
-            .filter(|l| matches!(l, Layer::Pool { .. }))
-            .count();
+        // Refuses a layer the network does not have.
+        arch.layer_position(layer)?;
+        let pools = layer.pools_before();
         let mut mask = self.clone();
         for _ in 0..pools {
             if mask.height < 2 || mask.width < 2 {

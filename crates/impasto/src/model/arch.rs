@@ -166,6 +166,17 @@ pub enum Layer {
     Pool { block: usize },
 }
 
+impl Layer {
+    /// How many 2×2 poolings the image has gone through at this layer's output: its feature
+    /// map is the input size halved (rounding down) that many times.
+    pub fn pools_before(self) -> usize {
+        match self {
+            Layer::Pool { block } => block,
+            Layer::Conv { block, .. } | Layer::Relu { block, .. } => block - 1,
+        }
+    }
+}
+
 impl fmt::Display for Layer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -249,8 +249,9 @@ impl LayerPlan {
         let specs = arch.conv_specs();
         let at = |l: Layer, (w, h): (usize, usize)| -> (u64, u64) {
             let (pools, block) = match l {
-                Layer::Pool { block } => (block, block),
-                Layer::Conv { block, .. } | Layer::Relu { block, .. } => (block - 1, block),
+                Layer::Pool { block } | Layer::Conv { block, .. } | Layer::Relu { block, .. } => {
+                    (l.pools_before(), block)
+                }
             };
             let c = specs
                 .iter()
