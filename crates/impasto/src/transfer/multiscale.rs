@@ -135,11 +135,17 @@ impl Outcome {
             Some(content) if self.transfer.size() != self.final_size => {
                 // Upsample the optimised luminance, then take the full-size photo's chroma,
                 // so the photo's colours stay exact rather than upsampled from a small copy.
-                let mut image = upsample(self.transfer.best_optimised(), self.final_size)?;
+                let (w, h) = self.final_size;
+                let mut image = image_io::resize(&self.transfer.best_optimised(), w, h)?;
                 image.rgb = crate::color::recombine_with_chroma(&image.rgb, &content.rgb);
                 Ok(image)
             }
-            _ => upsample(self.transfer.best_image(), self.final_size),
+            // Resizing to the same size returns the image as it is.
+            _ => image_io::resize(
+                &self.transfer.best_image(),
+                self.final_size.0,
+                self.final_size.1,
+            ),
         }
     }
 }
@@ -175,7 +181,7 @@ pub fn run_schedule(
     let final_size = image_io::fit_long_side(content.width, content.height, last);
     let chroma_at_final = match settings.preserve_color {
         PreserveColor::Luminance if schedule.sizes.len() > 1 => {
-            Some(upsample(content.clone(), final_size)?)
+            Some(image_io::resize(content, final_size.0, final_size.1)?)
         }
         _ => None,
     };
@@ -227,13 +233,6 @@ pub fn run_schedule(
         previous = Some((transfer, summary));
         scale += 1;
     }
-}
-
-fn upsample(image: Image, (width, height): (usize, usize)) -> Result<Image> {
-    if (image.width, image.height) == (width, height) {
-        return Ok(image);
-    }
-    image_io::resize(&image, width, height)
 }
 
 #[cfg(test)]
