@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, View};
 use super::tensor::for_each_interior_row;
-use super::winograd::{Epilogue, WinogradConv, WinogradTile};
+use super::winograd::{Direction, Epilogue, WinogradConv, WinogradTile};
 use super::{rows_per_task, FeatureMap, Scalar};
 
 /// How a convolution computes: the same result, at different speed and rounding.
@@ -36,7 +36,7 @@ pub struct Conv3x3<T = f32> {
 }
 
 /// Only the chosen algorithm's kernels are kept: Winograd F(4×4) kernels alone take four times
-/// the weights' memory per direction.
+/// the weights' memory, so they are kept once and serve both directions.
 #[derive(Clone, Debug)]
 enum Kernels<T> {
     Direct {
@@ -45,8 +45,8 @@ enum Kernels<T> {
         /// `[ky][kx][co][ci]` of the flipped kernel: per kernel row a `3·Cout × Cin` matrix.
         backward: Vec<T>,
     },
-    /// Forward and input-gradient transforms.
-    Winograd(Box<(WinogradConv<T>, WinogradConv<T>)>),
+    /// The transformed kernel, for the forward pass and the input gradient alike.
+    Winograd(Box<WinogradConv<T>>),
 }
 
 impl<T: Scalar> Conv3x3<T> {
@@ -87,12 +87,7 @@ impl<T: Scalar> Conv3x3<T> {
                 Kernels::Direct { forward, backward }
             }
             ConvAlgorithm::Winograd(tile) => {
-                // The input gradient correlates with the flipped kernel, in/out swapped:
-                // kernel'(ci, co, ky, kx) = kernel(co, ci, 2-ky, 2-kx).
-                let fwd = WinogradConv::new(tile, cin, cout, at);
-                let bwd =
-                    WinogradConv::new(tile, cout, cin, |ci, co, ky, kx| at(co, ci, 2 - ky, 2 - kx));
-                Kernels::Winograd(Box::new((fwd, bwd)))
+                Kernels::Winograd(Box::new(WinogradConv::new(tile, cin, cout, at)))
             }
         };
         Conv3x3 {
@@ -106,7 +101,7 @@ impl<T: Scalar> Conv3x3<T> {
     pub fn algorithm(&self) -> ConvAlgorithm {
         match &self.kernels {
             Kernels::Direct { .. } => ConvAlgorithm::Direct,
-            Kernels::Winograd(w) => ConvAlgorithm::Winograd(w.0.tile()),
+            Kernels::Winograd(w) => ConvAlgorithm::Winograd(w.tile()),
         }
     }
 
@@ -114,7 +109,7 @@ impl<T: Scalar> Conv3x3<T> {
     pub fn kernel_bytes(&self) -> usize {
         let n = match &self.kernels {
             Kernels::Direct { forward, backward } => forward.len() + backward.len(),
-            Kernels::Winograd(w) => w.0.kernel_len() + w.1.kernel_len(),
+            Kernels::Winograd(w) => w.kernel_len(),
         };
         (n + self.bias.len()) * std::mem::size_of::<T>()
     }
@@ -157,7 +152,12 @@ impl<T: Scalar> Conv3x3<T> {
         let kernel = match &self.kernels {
             Kernels::Direct { forward, .. } => forward,
             Kernels::Winograd(wg) => {
-                return wg.0.run(input, out, &Epilogue::Forward { bias, relu })
+                return wg.run(
+                    Direction::Forward,
+                    input,
+                    out,
+                    &Epilogue::Forward { bias, relu },
+                )
             }
         };
         let cout = self.cout;
@@ -203,9 +203,12 @@ impl<T: Scalar> Conv3x3<T> {
         let kernel = match &self.kernels {
             Kernels::Direct { backward, .. } => backward,
             Kernels::Winograd(wg) => {
-                return wg
-                    .1
-                    .run(grad_out, grad_in, &Epilogue::Backward { accumulate, mask });
+                return wg.run(
+                    Direction::InputGradient,
+                    grad_out,
+                    grad_in,
+                    &Epilogue::Backward { accumulate, mask },
+                );
             }
         };
         let cin = self.cin;
@@ -449,12 +452,11 @@ mod tests {
                         let Kernels::Winograd(wg) = &wino.kernels else {
                             unreachable!()
                         };
-                        let wg = &wg.0;
                         let epilogue = Epilogue::Forward {
                             bias: &wino.bias,
                             relu,
                         };
-                        wg.run_scheduled(&x, &mut b, &epilogue, private);
+                        wg.run_scheduled(Direction::Forward, &x, &mut b, &epilogue, private);
                         assert!(b.border_is_zero(), "{tile:?} border");
                         for (p, q) in a.interior().zip(b.interior()) {
                             assert!(
@@ -501,8 +503,8 @@ mod tests {
                         let Kernels::Winograd(wg) = &wino.kernels else {
                             unreachable!()
                         };
-                        let wg = &wg.1;
                         wg.run_scheduled(
+                            Direction::InputGradient,
                             &g,
                             &mut b,
                             &Epilogue::Backward {
@@ -539,32 +541,54 @@ mod tests {
         compare_algorithms(WinogradTile::F4);
     }
 
-    /// f32 error of each algorithm against the f64 direct result, on VGG-like magnitudes.
-    fn f32_error(algorithm: ConvAlgorithm) -> f64 {
+    /// f32 error of each algorithm against the f64 direct result, on VGG-like magnitudes:
+    /// (forward, input gradient), each relative in L2.
+    fn f32_error(algorithm: ConvAlgorithm) -> (f64, f64) {
         let mut rng = Rng::new(9);
         let (cin, cout, h, w) = (128, 64, 19, 23);
         let (wt, b) = random_conv(&mut rng, cin, cout);
+        let exact = Conv3x3::<f64>::new(cin, cout, &wt, &b);
+        let conv = Conv3x3::<f32>::with_algorithm(cin, cout, &wt, &b, algorithm);
+        let relative = |want: &FeatureMap<f64>, got: &FeatureMap<f32>| {
+            let err: f64 = want
+                .interior()
+                .zip(got.interior())
+                .map(|(a, b)| (a - b as f64).powi(2))
+                .sum();
+            let norm: f64 = want.interior().map(|a| a * a).sum();
+            (err / norm).sqrt()
+        };
         let x64: FeatureMap<f64> = rng.map(h, w, cin);
         let mut want = FeatureMap::zeros(h, w, cout);
-        Conv3x3::<f64>::new(cin, cout, &wt, &b).forward(&x64, &mut want, false, None);
-        let conv = Conv3x3::<f32>::with_algorithm(cin, cout, &wt, &b, algorithm);
+        exact.forward(&x64, &mut want, false, None);
         let mut got = FeatureMap::<f32>::zeros(h, w, cout);
         conv.forward(&x64.convert(), &mut got, false, None);
-        let err: f64 = want
-            .interior()
-            .zip(got.interior())
-            .map(|(a, b)| (a - b as f64).powi(2))
-            .sum();
-        let norm: f64 = want.interior().map(|a| a * a).sum();
-        (err / norm).sqrt()
+        let forward = relative(&want, &got);
+        let g64: FeatureMap<f64> = rng.map(h, w, cout);
+        let mut want = FeatureMap::zeros(h, w, cin);
+        exact.backward_input(&g64, &mut want, false, None);
+        let mut got = FeatureMap::<f32>::zeros(h, w, cin);
+        conv.backward_input(&g64.convert(), &mut got, false, None);
+        (forward, relative(&want, &got))
     }
 
+    /// The bounds hold for both directions: the input gradient of F(4×4) reads the forward
+    /// kernel's transform permuted (see `winograd`), so it must be as accurate as the forward.
     #[test]
     fn f32_rounding_of_each_algorithm_is_bounded() {
         let direct = f32_error(ConvAlgorithm::Direct);
         let f2 = f32_error(ConvAlgorithm::Winograd(WinogradTile::F2));
         let f4 = f32_error(ConvAlgorithm::Winograd(WinogradTile::F4));
-        eprintln!("f32 relative error: direct {direct:.1e}, F2 {f2:.1e}, F4 {f4:.1e}");
+        for (name, (fwd, bwd)) in [("direct", direct), ("F2", f2), ("F4", f4)] {
+            eprintln!("f32 relative error, {name}: forward {fwd:.1e}, input gradient {bwd:.1e}");
+        }
+        for (fwd, bwd) in [direct, f2, f4] {
+            assert!(
+                bwd < 2.0 * fwd.max(1e-6),
+                "input gradient {bwd} vs forward {fwd}"
+            );
+        }
+        let (direct, f2, f4) = (direct.0.max(direct.1), f2.0.max(f2.1), f4.0.max(f4.1));
         assert!(
             direct < 1e-6 && f2 < 2e-6 && f4 < 1e-5,
             "direct {direct} F2 {f2} F4 {f4}"
