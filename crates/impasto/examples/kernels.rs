@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use impasto::core::{
     gram, gram_gradient, pool_backward, pool_forward, Conv3x3, ConvAlgorithm, FeatureMap, Pooling,
-    WinogradTile,
+    ReluMask, WinogradTile,
 };
 use impasto::model::Architecture;
 
@@ -41,7 +41,8 @@ fn main() {
         let mut y = FeatureMap::zeros(hw, hw, s.out_channels);
         let f = best(|| conv.forward(&x, &mut y, true, None), 3);
         let mut gx = FeatureMap::zeros(hw, hw, s.in_channels);
-        let b = best(|| conv.backward_input(&y, &mut gx, false, Some(&x)), 3);
+        let mask = ReluMask::of(&x);
+        let b = best(|| conv.backward_input(&y, &mut gx, false, Some(&mask)), 3);
         let flops = conv.flops(hw, hw);
         println!(
             "conv{}_{} {:4}x{:<4} {:3}->{:3}: fwd {:7.2} ms {:6.1} GF/s   bwd {:7.2} ms {:6.1} GF/s",
@@ -81,12 +82,13 @@ fn parts(size: usize) {
         let fl = 2.0 * (hw * hw * c * c) as f64;
         let mut p = FeatureMap::zeros(hw / 2, hw / 2, c);
         let t3 = best(|| pool_forward(Pooling::Avg, &f, &mut p), 3);
+        let mask = ReluMask::of(&f);
         let t4 = best(
-            || pool_backward(Pooling::Avg, &f, &p, &mut grad, false, Some(&f)),
+            || pool_backward(Pooling::Avg, None, &p, &mut grad, false, Some(&mask)),
             3,
         );
         let t5 = best(
-            || pool_backward(Pooling::Max, &f, &p, &mut grad, false, Some(&f)),
+            || pool_backward(Pooling::Max, Some(&f), &p, &mut grad, false, Some(&mask)),
             3,
         );
         println!("block {b} {hw}x{hw}x{c}: gram {:.2} ms ({:.0} GF/s), gram grad {:.2} ms ({:.0} GF/s), avgpool fwd {:.2} bwd {:.2}, maxpool bwd {:.2} ms",

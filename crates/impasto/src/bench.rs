@@ -136,12 +136,9 @@ pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
         .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
         .collect();
     let w_l = 1.0 / style_layers.len() as f64;
-    let style = net
-        .features_of_image(&style_img, size, size, &style_layers)?
-        .iter()
-        .zip(&style_layers)
-        .map(|(f, &l)| StyleLoss::new(l, f, w_l))
-        .collect();
+    let style = net.visit_features_of_image(&style_img, size, size, &style_layers, |l, f| {
+        Ok(StyleLoss::new(l, f, w_l))
+    })?;
     let mut objective = Objective::new(content, style, LossWeights::default())?;
     let mut ws = net.workspace(size, size, &objective.layers())?;
     let x = synthetic_image(size, 3);

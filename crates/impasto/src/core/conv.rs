@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use super::matmul::{matmul, View};
 use super::tensor::for_each_interior_row;
 use super::winograd::{Direction, Epilogue, WinogradConv, WinogradTile};
-use super::{rows_per_task, FeatureMap, Scalar};
+use super::{rows_per_task, FeatureMap, ReluMask, Scalar};
 
 /// How a convolution computes: the same result, at different speed and rounding.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -182,14 +182,15 @@ impl<T: Scalar> Conv3x3<T> {
     }
 
     /// Input gradient: `grad_in = mask ⊙ ((accumulate ? grad_in : 0) + convᵀ(grad_out))`, where
-    /// `mask` (a ReLU output of `grad_in`'s shape) zeroes positions whose activation is not > 0.
+    /// `mask` (of the ReLU output `grad_in` belongs to) zeroes positions whose activation was not
+    /// > 0.
     /// `grad_out` is the gradient w.r.t. this convolution's output before any ReLU.
     pub fn backward_input(
         &self,
         grad_out: &FeatureMap<T>,
         grad_in: &mut FeatureMap<T>,
         accumulate: bool,
-        mask: Option<&FeatureMap<T>>,
+        mask: Option<&ReluMask>,
     ) {
         let (h, w) = (grad_out.height(), grad_out.width());
         assert_eq!(grad_out.channels(), self.cout, "conv grad_out channels");
@@ -198,7 +199,7 @@ impl<T: Scalar> Conv3x3<T> {
             "conv grad_in shape"
         );
         if let Some(m) = mask {
-            assert!(m.same_shape(grad_in), "ReLU mask shape");
+            assert!(m.same_shape(&*grad_in), "ReLU mask shape");
         }
         let kernel = match &self.kernels {
             Kernels::Direct { backward, .. } => backward,
@@ -231,7 +232,7 @@ impl<T: Scalar> Conv3x3<T> {
                 );
                 for_each_interior_row(chunk, r0, h, w, cin, |y, px| {
                     if let Some(m) = mask {
-                        apply_mask(px, m.pixel_row(y));
+                        m.apply_row(y, px);
                     }
                 });
             });
@@ -294,14 +295,6 @@ fn bias_act<T: Scalar>(px: &mut [T], bias: &[T], relu: bool) {
         for (v, &b) in p.iter_mut().zip(bias) {
             let s = *v + b;
             *v = if relu && s <= T::ZERO { T::ZERO } else { s };
-        }
-    }
-}
-
-pub(crate) fn apply_mask<T: Scalar>(grad: &mut [T], activation: &[T]) {
-    for (g, &a) in grad.iter_mut().zip(activation) {
-        if a <= T::ZERO {
-            *g = T::ZERO;
         }
     }
 }
@@ -380,7 +373,7 @@ mod tests {
         let mut plain = FeatureMap::zeros(h, w, cin);
         conv.backward_input(&y, &mut plain, false, None);
         let mut got = prior.clone();
-        conv.backward_input(&y, &mut got, true, Some(&mask));
+        conv.backward_input(&y, &mut got, true, Some(&ReluMask::of(&mask)));
         for ((g, p), (q, m)) in got
             .interior()
             .zip(plain.interior())
@@ -486,7 +479,7 @@ mod tests {
                         .all(|(p, q)| (p - q).abs() < 1e-11));
                 }
                 let g: FeatureMap<f64> = rng.map(h, w, cout);
-                let mask: FeatureMap<f64> = rng.map(h, w, cin);
+                let mask = ReluMask::of(&rng.map::<f64>(h, w, cin));
                 let prior: FeatureMap<f64> = rng.map(h, w, cin);
                 for (accumulate, use_mask) in [(false, false), (true, true), (false, true)] {
                     let mut a = prior.clone();

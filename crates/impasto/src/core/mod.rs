@@ -10,6 +10,7 @@ mod conv;
 mod gram;
 mod matmul;
 mod pool;
+mod relu_mask;
 mod scalar;
 mod tensor;
 #[cfg(test)]
@@ -18,10 +19,10 @@ mod test_rng;
 pub(crate) mod testutil;
 mod winograd;
 
-pub(crate) use conv::apply_mask;
 pub use conv::{Conv3x3, ConvAlgorithm};
 pub use gram::{gram, gram_gradient};
 pub use pool::{pool_backward, pool_forward, Pooling};
+pub use relu_mask::ReluMask;
 pub use scalar::{release_scratch, Scalar};
 pub use tensor::FeatureMap;
 pub use winograd::WinogradTile;

@@ -5,9 +5,8 @@ use std::str::FromStr;
 
 use rayon::prelude::*;
 
-use super::conv::apply_mask;
 use super::tensor::for_each_interior_row;
-use super::{FeatureMap, Scalar};
+use super::{FeatureMap, ReluMask, Scalar};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -87,24 +86,31 @@ pub fn pool_forward<T: Scalar>(kind: Pooling, input: &FeatureMap<T>, out: &mut F
         });
 }
 
-/// `grad_in = mask ⊙ ((accumulate ? grad_in : 0) + poolᵀ(grad_out))`; `input` is the forward
-/// input (max pooling routes each gradient to its window's maximum).
+/// `grad_in = mask ⊙ ((accumulate ? grad_in : 0) + poolᵀ(grad_out))`. Max pooling needs the
+/// forward `input` to route each gradient to its window's maximum; average pooling reads none.
 pub fn pool_backward<T: Scalar>(
     kind: Pooling,
-    input: &FeatureMap<T>,
+    input: Option<&FeatureMap<T>>,
     grad_out: &FeatureMap<T>,
     grad_in: &mut FeatureMap<T>,
     accumulate: bool,
-    mask: Option<&FeatureMap<T>>,
+    mask: Option<&ReluMask>,
 ) {
     let (h, w, c) = (grad_in.height(), grad_in.width(), grad_in.channels());
-    assert!(grad_in.same_shape(input), "pool grad_in shape");
+    let input = match (kind, input) {
+        (Pooling::Max, None) => panic!("max pooling's backward needs its forward input"),
+        (_, Some(x)) => {
+            assert!(grad_in.same_shape(x), "pool grad_in shape");
+            Some(x)
+        }
+        (Pooling::Avg, None) => None,
+    };
     assert!(
         grad_out.height() == h / 2 && grad_out.width() == w / 2 && grad_out.channels() == c,
         "pool grad_out shape"
     );
     if let Some(m) = mask {
-        assert!(m.same_shape(grad_in), "ReLU mask shape");
+        assert!(m.same_shape(&*grad_in), "ReLU mask shape");
     }
     let (oh, ow) = (h / 2, w / 2);
     let quarter = T::from_f64(0.25);
@@ -122,7 +128,7 @@ pub fn pool_backward<T: Scalar>(
                 if oy < oh {
                     let g = grad_out.pixel_row(oy);
                     // The two input rows of this window row, to find each window's maximum.
-                    let (top, bottom) = (input.pixel_row(2 * oy), input.pixel_row(2 * oy + 1));
+                    let rows = input.map(|x| (x.pixel_row(2 * oy), x.pixel_row(2 * oy + 1)));
                     let dy = y % 2;
                     for ox in 0..ow {
                         for dx in 0..2 {
@@ -132,6 +138,8 @@ pub fn pool_backward<T: Scalar>(
                                 px[x * c + ch] += match kind {
                                     Pooling::Avg => go * quarter,
                                     Pooling::Max => {
+                                        // Checked on entry: max pooling has its input.
+                                        let (top, bottom) = rows.unwrap_or_default();
                                         let i = 2 * ox * c + ch;
                                         let v = [top[i], top[i + c], bottom[i], bottom[i + c]];
                                         if argmax4(v) == dy * 2 + dx {
@@ -146,7 +154,7 @@ pub fn pool_backward<T: Scalar>(
                     }
                 }
                 if let Some(m) = mask {
-                    apply_mask(px, m.pixel_row(y));
+                    m.apply_row(y, px);
                 }
             });
         });
@@ -203,7 +211,7 @@ mod tests {
             let mut px = FeatureMap::zeros(h / 2, w / 2, c);
             pool_forward(Pooling::Avg, &x, &mut px);
             let mut gx = FeatureMap::zeros(h, w, c);
-            pool_backward(Pooling::Avg, &x, &g, &mut gx, false, None);
+            pool_backward(Pooling::Avg, None, &g, &mut gx, false, None);
             assert!((dot(&px, &g) - dot(&x, &gx)).abs() < 1e-12);
             assert!(gx.pixel_row(h - 1).iter().all(|&v| v == 0.0), "dropped row");
             assert!(
@@ -225,7 +233,7 @@ mod tests {
         let mut g = FeatureMap::zeros(1, 1, 1);
         g.pixel_mut(0, 0)[0] = 3.0;
         let mut gx = FeatureMap::zeros(2, 2, 1);
-        pool_backward(Pooling::Max, &x, &g, &mut gx, false, None);
+        pool_backward(Pooling::Max, Some(&x), &g, &mut gx, false, None);
         assert_eq!(gx.to_nchw(), vec![0.0, 3.0, 0.0, 0.0]);
         // Accumulating adds to what is there; the mask then zeroes non-positive activations.
         let mut mask = FeatureMap::zeros(2, 2, 1);
@@ -233,7 +241,14 @@ mod tests {
         mask.pixel_mut(1, 1)[0] = 0.0;
         let mut acc = FeatureMap::zeros(2, 2, 1);
         acc.fill(10.0);
-        pool_backward(Pooling::Max, &x, &g, &mut acc, true, Some(&mask));
+        pool_backward(
+            Pooling::Max,
+            Some(&x),
+            &g,
+            &mut acc,
+            true,
+            Some(&ReluMask::of(&mask)),
+        );
         assert_eq!(acc.to_nchw(), vec![10.0, 13.0, 10.0, 0.0]);
     }
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 
 use super::matmul::{matmul, View};
 use super::scalar::{give_back_scratch, take_scratch};
-use super::{FeatureMap, Scalar};
+use super::{FeatureMap, ReluMask, Scalar};
 
 /// Output tile size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -106,7 +106,7 @@ pub(crate) enum Epilogue<'a, T> {
     /// `out = mask ⊙ ((accumulate ? out : 0) + v)`.
     Backward {
         accumulate: bool,
-        mask: Option<&'a FeatureMap<T>>,
+        mask: Option<&'a ReluMask>,
     },
 }
 
@@ -593,13 +593,11 @@ impl<T: Scalar> WinogradConv<T> {
                             }
                         }
                         Epilogue::Backward { accumulate, mask } => {
-                            let mrow = mask.map(|mk| mk.pixel(tr * m + r, ox));
-                            for (i, (d, &v)) in dst.iter_mut().zip(y.iter()).enumerate() {
-                                let g = if *accumulate { *d + v } else { v };
-                                *d = match mrow {
-                                    Some(mk) if mk[i] <= T::ZERO => T::ZERO,
-                                    _ => g,
-                                };
+                            for (d, &v) in dst.iter_mut().zip(y.iter()) {
+                                *d = if *accumulate { *d + v } else { v };
+                            }
+                            if let Some(mk) = mask {
+                                mk.apply(tr * m + r, ox, dst);
                             }
                         }
                     }

@@ -2,7 +2,8 @@
 //! loss reads, on buffers allocated once per image size.
 
 use crate::core::{
-    pool_backward, pool_forward, Conv3x3, ConvAlgorithm, FeatureMap, Pooling, Scalar, WinogradTile,
+    pool_backward, pool_forward, Conv3x3, ConvAlgorithm, FeatureMap, Pooling, ReluMask, Scalar,
+    WinogradTile,
 };
 use crate::weights::VggWeights;
 use crate::{Error, Result};
@@ -222,31 +223,42 @@ impl<T: Scalar> Vgg<T> {
     /// or an image too small to reach the deepest layer.
     pub fn workspace(&self, h: usize, w: usize, taps: &[Layer]) -> Result<Workspace<T>> {
         let plan = self.plan(h, w, taps)?;
-        let mut act = Vec::with_capacity(plan.stages.len());
-        let mut pre = Vec::with_capacity(plan.stages.len());
-        for (s, shape) in plan.shapes.iter().enumerate() {
-            act.push(FeatureMap::zeros(shape.0, shape.1, shape.2));
-            pre.push(plan.keep_pre[s].then(|| FeatureMap::zeros(shape.0, shape.1, shape.2)));
-        }
-        let (grad, spare) = plan.gradient_buffer_sizes();
+        let map = |shape: &(usize, usize, usize)| FeatureMap::zeros(shape.0, shape.1, shape.2);
+        let kept = (plan.shapes.iter().zip(&plan.keep))
+            .map(|(shape, &k)| k.then(|| map(shape)))
+            .collect();
+        let pre = (plan.shapes.iter().zip(&plan.keep_pre))
+            .map(|(shape, &k)| k.then(|| map(shape)))
+            .collect();
+        let masks = (plan.shapes.iter().zip(&plan.stages))
+            .map(|(shape, stage)| {
+                matches!(stage, Stage::Conv { .. })
+                    .then(|| ReluMask::new(shape.0, shape.1, shape.2))
+            })
+            .collect();
+        let scratch = plan.scratch_elements();
+        let ws = Workspace {
+            input: FeatureMap::zeros(h, w, 3),
+            kept,
+            pre,
+            masks,
+            scratch: [
+                FeatureMap::with_capacity(scratch),
+                FeatureMap::with_capacity(scratch),
+            ],
+            plan,
+        };
         tracing::debug!(
             "workspace for {w}×{h} to {} stages: {:.0} MiB",
-            plan.stages.len(),
-            (plan.elements() * std::mem::size_of::<T>()) as f64 / (1 << 20) as f64
+            ws.plan.stages.len(),
+            ws.allocated_bytes() as f64 / (1 << 20) as f64
         );
-        Ok(Workspace {
-            input: FeatureMap::zeros(h, w, 3),
-            act,
-            pre,
-            grad: FeatureMap::with_capacity(grad),
-            spare: FeatureMap::with_capacity(spare),
-            plan,
-        })
+        Ok(ws)
     }
 
     /// Bytes [`Vgg::workspace`] would allocate, without allocating: for refusing absurd sizes.
     pub fn workspace_bytes(&self, h: usize, w: usize, taps: &[Layer]) -> Result<usize> {
-        Ok(self.plan(h, w, taps)?.elements() * std::mem::size_of::<T>())
+        Ok(self.plan(h, w, taps)?.bytes::<T>())
     }
 
     /// The outputs at `layers` of an `h × w` RGB image (row-major, 0–255): what content and
@@ -258,6 +270,20 @@ impl<T: Scalar> Vgg<T> {
         w: usize,
         layers: &[Layer],
     ) -> Result<Vec<FeatureMap<T>>> {
+        self.visit_features_of_image(rgb, h, w, layers, |_, f| Ok(f.clone()))
+    }
+
+    /// `visit(layer, output)` for each of `layers` of an `h × w` RGB image, in order, without
+    /// copying the outputs: a style target needs only a Gram matrix of each, and copies of the
+    /// shallow layers would be most of a large image's memory.
+    pub fn visit_features_of_image<R>(
+        &self,
+        rgb: &[T],
+        h: usize,
+        w: usize,
+        layers: &[Layer],
+        mut visit: impl FnMut(Layer, &FeatureMap<T>) -> Result<R>,
+    ) -> Result<Vec<R>> {
         if rgb.len() != h * w * 3 {
             return Err(Error::parameter(format!(
                 "{} values for a {w}×{h} RGB image",
@@ -269,7 +295,7 @@ impl<T: Scalar> Vgg<T> {
         self.forward(&mut ws);
         layers
             .iter()
-            .map(|&l| self.features(&ws, l).cloned())
+            .map(|&l| visit(l, self.features(&ws, l)?))
             .collect()
     }
 
@@ -322,42 +348,62 @@ impl<T: Scalar> Vgg<T> {
             }
         }
         let mut keep_pre = vec![false; depth];
+        let mut keep = vec![false; depth];
         for (_, (s, is_conv)) in &located {
             keep_pre[*s] |= *is_conv;
+            keep[*s] |= !*is_conv;
+        }
+        // Max pooling's backward routes each gradient to its window's maximum: it reads its input.
+        if self.pooling == Pooling::Max {
+            for (s, st) in stages.iter().enumerate() {
+                if matches!(st, Stage::Pool { .. }) && s > 0 {
+                    keep[s - 1] = true;
+                }
+            }
         }
         Ok(Plan {
             h,
             w,
             stages,
             shapes,
+            keep,
             keep_pre,
             taps: located,
         })
     }
 
-    /// Runs the network on `ws.input` (already in this network's input convention).
+    /// Runs the network on `ws.input` (already in this network's input convention). Keeps the
+    /// outputs losses read and each convolution's ReLU mask; every other output lives only until
+    /// the next stage has read it.
     pub fn forward(&self, ws: &mut Workspace<T>) {
-        let Workspace {
-            plan,
-            input,
-            act,
-            pre,
-            ..
-        } = ws;
-        // `backward` leaves gradients of other shapes in some of these buffers.
-        for (a, shape) in act.iter_mut().zip(&plan.shapes) {
-            a.reshape(shape.0, shape.1, shape.2);
-        }
-        for (s, stage) in plan.stages.iter().enumerate() {
-            let (before, rest) = act.split_at_mut(s);
-            let src = if s == 0 { &*input } else { &before[s - 1] };
-            let out = &mut rest[0];
-            match *stage {
+        let mut src = Slot::Input;
+        for s in 0..ws.plan.stages.len() {
+            let (h, w, c) = ws.plan.shapes[s];
+            let dst = if ws.plan.keep[s] {
+                Slot::Kept(s)
+            } else {
+                // Either scratch buffer but the one being read.
+                Slot::Scratch(match src {
+                    Slot::Scratch(k) => 1 - k,
+                    _ => 0,
+                })
+            };
+            let mut out = std::mem::take(ws.slot_mut(dst));
+            out.reshape(h, w, c);
+            let mut pre = ws.pre[s].take();
+            let input = ws.slot(src);
+            match ws.plan.stages[s] {
                 Stage::Conv { conv, .. } => {
-                    self.convs[conv].forward(src, out, true, pre[s].as_mut());
+                    self.convs[conv].forward(input, &mut out, true, pre.as_mut());
                 }
-                Stage::Pool { .. } => pool_forward(self.pooling, src, out),
+                Stage::Pool { .. } => pool_forward(self.pooling, input, &mut out),
             }
+            if let Some(mask) = ws.masks[s].as_mut() {
+                mask.record(&out);
+            }
+            ws.pre[s] = pre;
+            *ws.slot_mut(dst) = out;
+            src = dst;
         }
     }
 
@@ -377,9 +423,9 @@ impl<T: Scalar> Vgg<T> {
 
     /// Back-propagates to the network input. At every tapped layer `add_grad(layer, features,
     /// grad)` must add the losses' gradient w.r.t. that layer's output into `grad`. Returns the
-    /// gradient w.r.t. `ws.input`. Requires a [`Vgg::forward`] on the same input first, and
-    /// consumes its activations: a convolution's output buffer, once the walk down has passed
-    /// it, holds the next gradient instead of a buffer of its own.
+    /// gradient w.r.t. `ws.input`. Requires a [`Vgg::forward`] on the same input first; reads only
+    /// the kept outputs and the ReLU masks, and walks down with the gradient in the two scratch
+    /// buffers, whose forward contents are dead by then.
     pub fn backward<'w>(
         &self,
         ws: &'w mut Workspace<T>,
@@ -388,55 +434,47 @@ impl<T: Scalar> Vgg<T> {
         let Workspace {
             plan,
             input,
-            act,
+            kept,
             pre,
-            grad,
-            spare,
+            masks,
+            scratch,
         } = ws;
         let depth = plan.stages.len();
         let taps_at = |s: usize,
                        want_pre: bool,
-                       act: &[FeatureMap<T>],
                        g: &mut FeatureMap<T>,
                        add_grad: &mut LossGradients<'_, T>|
          -> bool {
             let mut any = false;
             for &(layer, (ts, is_pre)) in &plan.taps {
                 if ts == s && is_pre == want_pre {
-                    let f = match (want_pre, &pre[s]) {
-                        (true, Some(p)) => p,
-                        _ => &act[s],
-                    };
-                    add_grad(layer, f, g);
-                    any = true;
+                    let kept_features = if is_pre { &pre[s] } else { &kept[s] };
+                    // The plan keeps every tapped output.
+                    if let Some(f) = kept_features {
+                        add_grad(layer, f, g);
+                        any = true;
+                    }
                 }
             }
             any
         };
 
         // Seed: gradient w.r.t. the deepest stage's output (pre-ReLU for a convolution).
+        let [first, second] = scratch;
+        let (mut cur, mut prev) = (first, second);
         let last = depth - 1;
         let (h, w, c) = plan.shapes[last];
-        let mut cur = std::mem::take(grad);
-        let mut cur_home = Home::Grad;
         cur.reshape(h, w, c);
         cur.zero();
-        taps_at(last, false, act, &mut cur, add_grad);
-        if let Stage::Conv { .. } = plan.stages[last] {
-            mask_in_place(&mut cur, &act[last]);
-            taps_at(last, true, act, &mut cur, add_grad);
+        taps_at(last, false, cur, add_grad);
+        if let Some(mask) = &masks[last] {
+            for y in 0..h {
+                mask.apply_row(y, cur.pixel_row_mut(y));
+            }
+            taps_at(last, true, cur, add_grad);
         }
 
         for s in (0..depth).rev() {
-            // Where the gradient below goes: a convolution's own output is dead once its
-            // gradient exists (nothing further down reads it) and is large enough for its
-            // input's gradient; a pooling's input is 4× its output, so it takes a spare buffer.
-            let prev_home = match (plan.stages[s], cur_home) {
-                (Stage::Conv { .. }, _) => Home::Act(s),
-                (Stage::Pool { .. }, Home::Grad) => Home::Spare,
-                (Stage::Pool { .. }, _) => Home::Grad,
-            };
-            let mut prev = std::mem::take(prev_home.slot(act, grad, spare));
             let (h, w, c) = if s == 0 {
                 (input.height(), input.width(), 3)
             } else {
@@ -445,33 +483,27 @@ impl<T: Scalar> Vgg<T> {
             prev.reshape(h, w, c);
             let accumulate = s > 0 && {
                 prev.zero();
-                taps_at(s - 1, false, act, &mut prev, add_grad)
+                taps_at(s - 1, false, prev, add_grad)
             };
-            let below_is_conv = s > 0 && matches!(plan.stages[s - 1], Stage::Conv { .. });
-            let mask = below_is_conv.then(|| &act[s - 1]);
+            let mask = if s > 0 { masks[s - 1].as_ref() } else { None };
             match plan.stages[s] {
                 Stage::Conv { conv, .. } => {
-                    self.convs[conv].backward_input(&cur, &mut prev, accumulate, mask)
+                    self.convs[conv].backward_input(cur, prev, accumulate, mask)
                 }
                 Stage::Pool { .. } => {
-                    pool_backward(self.pooling, &act[s - 1], &cur, &mut prev, accumulate, mask)
+                    let forward_input = if s > 0 { kept[s - 1].as_ref() } else { None };
+                    pool_backward(self.pooling, forward_input, cur, prev, accumulate, mask)
                 }
             }
-            if below_is_conv {
-                taps_at(s - 1, true, act, &mut prev, add_grad);
+            if mask.is_some() {
+                taps_at(s - 1, true, prev, add_grad);
             }
-            *cur_home.slot(act, grad, spare) = std::mem::replace(&mut cur, prev);
-            cur_home = prev_home;
+            std::mem::swap(&mut cur, &mut prev);
         }
-        // The input gradient ends in the first convolution's buffer, reshaped to 3 channels;
-        // `forward` gives every buffer its activation shape back.
-        let slot = cur_home.slot(act, grad, spare);
-        *slot = cur;
-        &*slot
+        cur
     }
 
-    /// The output of `layer` from the last [`Vgg::forward`] (not valid after a
-    /// [`Vgg::backward`], which reuses the buffers).
+    /// The output of `layer` from the last [`Vgg::forward`]; valid until the next one.
     pub fn features<'w>(&self, ws: &'w Workspace<T>, layer: Layer) -> Result<&'w FeatureMap<T>> {
         let (s, is_pre) = ws
             .plan
@@ -482,41 +514,18 @@ impl<T: Scalar> Vgg<T> {
             .ok_or_else(|| {
                 Error::parameter(format!("layer {layer} is not among the workspace's taps"))
             })?;
-        Ok(if is_pre {
-            ws.pre[s].as_ref().unwrap_or(&ws.act[s])
-        } else {
-            &ws.act[s]
-        })
+        let kept = if is_pre { &ws.pre[s] } else { &ws.kept[s] };
+        kept.as_ref()
+            .ok_or_else(|| Error::parameter(format!("layer {layer} is not kept")))
     }
 }
 
-/// Which workspace buffer holds a gradient during [`Vgg::backward`].
+/// Where a stage's output lives during [`Vgg::forward`].
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Home {
-    Grad,
-    Spare,
-    Act(usize),
-}
-
-impl Home {
-    fn slot<'a, T>(
-        self,
-        act: &'a mut [FeatureMap<T>],
-        grad: &'a mut FeatureMap<T>,
-        spare: &'a mut FeatureMap<T>,
-    ) -> &'a mut FeatureMap<T> {
-        match self {
-            Home::Grad => grad,
-            Home::Spare => spare,
-            Home::Act(s) => &mut act[s],
-        }
-    }
-}
-
-fn mask_in_place<T: Scalar>(g: &mut FeatureMap<T>, act: &FeatureMap<T>) {
-    for y in 0..g.height() {
-        crate::core::apply_mask(g.pixel_row_mut(y), act.pixel_row(y));
-    }
+enum Slot {
+    Input,
+    Kept(usize),
+    Scratch(usize),
 }
 
 #[derive(Clone, Debug)]
@@ -526,6 +535,9 @@ struct Plan {
     stages: Vec<Stage>,
     /// Output (h, w, c) per stage.
     shapes: Vec<(usize, usize, usize)>,
+    /// Whether a stage's output is kept after the next stage has read it: a loss reads it, or
+    /// max pooling's backward does.
+    keep: Vec<bool>,
     /// Whether a stage keeps its pre-ReLU output (a loss reads `conv{b}_{i}`).
     keep_pre: Vec<bool>,
     /// Each tapped layer with (stage, reads the pre-ReLU output).
@@ -533,45 +545,50 @@ struct Plan {
 }
 
 impl Plan {
-    /// Values a workspace for this plan holds: input, stage outputs (twice where the pre-ReLU
-    /// output is kept) and the gradient buffers.
-    fn elements(&self) -> usize {
-        let size = |s: &(usize, usize, usize)| (s.0 + 2) * (s.1 + 2) * s.2;
-        let stages: usize = self
-            .shapes
-            .iter()
-            .zip(&self.keep_pre)
-            .map(|(shape, &pre)| size(shape) * if pre { 2 } else { 1 })
-            .sum();
-        let (grad, spare) = self.gradient_buffer_sizes();
-        3 * (self.h + 2) * (self.w + 2) + stages + grad + spare
+    fn padded(shape: &(usize, usize, usize)) -> usize {
+        (shape.0 + 2) * (shape.1 + 2) * shape.2
     }
 
-    /// Elements of the gradient buffer (the largest stage output or the input) and of the
-    /// spare one, needed only when the deepest stage is a pooling (see [`Vgg::backward`]).
-    fn gradient_buffer_sizes(&self) -> (usize, usize) {
-        let size = |s: &(usize, usize, usize)| (s.0 + 2) * (s.1 + 2) * s.2;
+    /// Elements of each scratch buffer: the largest stage output or the input, since the
+    /// forward pass writes unkept outputs there and the backward pass every gradient.
+    fn scratch_elements(&self) -> usize {
         let input = 3 * (self.h + 2) * (self.w + 2);
-        let grad = self.shapes.iter().map(size).fold(input, usize::max);
-        let depth = self.stages.len();
-        let spare = match self.stages[depth - 1] {
-            Stage::Pool { .. } if depth >= 2 => size(&self.shapes[depth - 2]),
-            _ => 0,
-        };
-        (grad, spare)
+        self.shapes.iter().map(Self::padded).fold(input, usize::max)
+    }
+
+    /// Bytes a workspace for this plan holds: input, kept outputs (pre-ReLU ones too), the
+    /// two scratch buffers and the ReLU masks.
+    fn bytes<T>(&self) -> usize {
+        let kept: usize = (self.shapes.iter())
+            .zip(self.keep.iter().zip(&self.keep_pre))
+            .map(|(shape, (&k, &p))| Self::padded(shape) * (k as usize + p as usize))
+            .sum();
+        let elements = 3 * (self.h + 2) * (self.w + 2) + kept + 2 * self.scratch_elements();
+        let masks: usize = (self.shapes.iter().zip(&self.stages))
+            .filter(|(_, st)| matches!(st, Stage::Conv { .. }))
+            .map(|(sh, _)| ReluMask::bytes_for(sh.0, sh.1, sh.2))
+            .sum();
+        elements * std::mem::size_of::<T>() + masks
     }
 }
 
-/// Buffers for one image size: the input, every stage's output, and the gradient buffer(s) that
-/// the backward pass walks down with (reusing dead activations, see [`Vgg::backward`]).
+/// Buffers for one image size: the input, the outputs that losses (or max pooling's backward)
+/// read, a ReLU mask per convolution, and two scratch buffers for everything else, allocated
+/// once and reused every iteration.
 #[derive(Clone, Debug)]
 pub struct Workspace<T = f32> {
     plan: Plan,
     input: FeatureMap<T>,
-    act: Vec<FeatureMap<T>>,
+    /// Per stage, its output where the plan keeps it.
+    kept: Vec<Option<FeatureMap<T>>>,
+    /// Per stage, its pre-ReLU output where a loss reads it.
     pre: Vec<Option<FeatureMap<T>>>,
-    grad: FeatureMap<T>,
-    spare: FeatureMap<T>,
+    /// Per convolution stage, where its ReLU let values through: all the backward pass needs of
+    /// an output nobody keeps.
+    masks: Vec<Option<ReluMask>>,
+    /// The forward pass alternates unkept outputs between these; the backward pass walks down
+    /// with the gradient in them.
+    scratch: [FeatureMap<T>; 2],
 }
 
 impl<T: Scalar> Workspace<T> {
@@ -594,19 +611,42 @@ impl<T: Scalar> Workspace<T> {
     }
     /// Bytes allocated by this workspace.
     pub fn allocated_bytes(&self) -> usize {
-        self.input.allocated_bytes()
-            + self
-                .act
-                .iter()
-                .map(FeatureMap::allocated_bytes)
-                .sum::<usize>()
-            + self
-                .pre
-                .iter()
+        let maps = |v: &[Option<FeatureMap<T>>]| {
+            v.iter()
                 .flatten()
                 .map(FeatureMap::allocated_bytes)
                 .sum::<usize>()
-            + self.grad.allocated_bytes()
-            + self.spare.allocated_bytes()
+        };
+        self.input.allocated_bytes()
+            + maps(&self.kept)
+            + maps(&self.pre)
+            + self
+                .masks
+                .iter()
+                .flatten()
+                .map(ReluMask::allocated_bytes)
+                .sum::<usize>()
+            + self
+                .scratch
+                .iter()
+                .map(FeatureMap::allocated_bytes)
+                .sum::<usize>()
+    }
+
+    fn slot(&self, slot: Slot) -> &FeatureMap<T> {
+        match slot {
+            Slot::Input => &self.input,
+            // The forward pass fills a kept slot before any stage reads it.
+            Slot::Kept(s) => self.kept[s].as_ref().unwrap_or(&self.input),
+            Slot::Scratch(k) => &self.scratch[k],
+        }
+    }
+
+    fn slot_mut(&mut self, slot: Slot) -> &mut FeatureMap<T> {
+        match slot {
+            Slot::Input => &mut self.input,
+            Slot::Kept(s) => self.kept[s].get_or_insert_with(FeatureMap::default),
+            Slot::Scratch(k) => &mut self.scratch[k],
+        }
     }
 }

@@ -149,11 +149,15 @@ impl LayerPlan {
         let mut targets: Vec<Option<(Vec<f32>, usize)>> = vec![None; self.style.len()];
         if !self.style.is_empty() {
             for (image, &share) in styles.iter().zip(&self.blend) {
-                let features =
-                    net.features_of_image(&image.rgb, image.height, image.width, &self.style)?;
-                for (slot, f) in targets.iter_mut().zip(&features) {
-                    let g = normalized_gram(f);
-                    let (acc, _) = slot.get_or_insert_with(|| (vec![0.0; g.len()], f.channels()));
+                let grams = net.visit_features_of_image(
+                    &image.rgb,
+                    image.height,
+                    image.width,
+                    &self.style,
+                    |_, f| Ok((normalized_gram(f), f.channels())),
+                )?;
+                for (slot, (g, channels)) in targets.iter_mut().zip(grams) {
+                    let (acc, _) = slot.get_or_insert_with(|| (vec![0.0; g.len()], channels));
                     for (a, v) in acc.iter_mut().zip(&g) {
                         *a += share as f32 * v;
                     }
@@ -192,7 +196,6 @@ impl LayerPlan {
         let mut targets = Vec::with_capacity(styles.len());
         for (i, image) in styles.iter().enumerate() {
             let (sh, sw) = (image.height, image.width);
-            let features = net.features_of_image(&image.rgb, sh, sw, &self.style)?;
             let mask = match control.style.get(i).and_then(Option::as_ref) {
                 Some(m) => Some(mask_weights(m, sh, sw, &style_mask_name(i))?),
                 None => None,
@@ -205,15 +208,15 @@ impl LayerPlan {
                     i + 1
                 ))
             };
-            let mut per_layer = Vec::with_capacity(self.style.len());
-            for (f, &l) in features.iter().zip(&self.style) {
-                let g = match &mask {
-                    None => normalized_gram(f),
-                    Some(m) => masked_normalized_gram(f, &m.at_layer(arch, l)?)
-                        .ok_or_else(|| vanished(l))?,
-                };
-                per_layer.push((g, f.channels()));
-            }
+            let per_layer =
+                net.visit_features_of_image(&image.rgb, sh, sw, &self.style, |l, f| {
+                    let g = match &mask {
+                        None => normalized_gram(f),
+                        Some(m) => masked_normalized_gram(f, &m.at_layer(arch, l)?)
+                            .ok_or_else(|| vanished(l))?,
+                    };
+                    Ok((g, f.channels()))
+                })?;
             targets.push(per_layer);
         }
         let mut losses = Vec::new();
