@@ -19,6 +19,11 @@ fn proc_kib(file: &str, key: &str) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// Whether `needed` bytes are available (true where the OS does not say).
+pub fn fits(needed: u64) -> bool {
+    available_bytes().is_none_or(|avail| needed <= avail)
+}
+
 /// `Err(Limits)` if `needed` bytes exceed what is available, naming both and `what` needs them.
 pub fn ensure_available(needed: u64, what: &str) -> crate::Result<()> {
     match available_bytes() {

@@ -9,17 +9,25 @@ use impasto::core::{Pooling, WinogradTile};
 use impasto::image_io::BitDepth;
 use impasto::model::{AlgorithmPolicy, Architecture};
 use impasto::optim::{AdamConfig, LbfgsConfig, LineSearch};
-use impasto::transfer::{OptimizerSettings, Schedule};
+use impasto::transfer::{OptimizerSettings, Schedule, TileSize};
 use impasto::weights::{self, VggWeights};
 
 use crate::cli::{
-    AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, PreserveColorArg, RunArgs, Scales,
+    AlgorithmArg, LineSearchArg, Model, OptimizerArg, PoolingArg, PreserveColorArg, RunArgs,
+    Scales, TileSizeArg,
 };
 
 pub fn architecture(model: Model) -> Architecture {
     match model {
         Model::Vgg16 => Architecture::Vgg16,
         Model::Vgg19 => Architecture::Vgg19,
+    }
+}
+
+pub fn tile_size(t: TileSizeArg) -> TileSize {
+    match t {
+        TileSizeArg::Auto => TileSize::Auto,
+        TileSizeArg::Core(px) => TileSize::Core(px as usize),
     }
 }
 

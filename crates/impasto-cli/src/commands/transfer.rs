@@ -74,6 +74,7 @@ pub fn base_settings(run: &RunArgs) -> TransferSettings {
         algorithm: options::algorithm(run.algorithm),
         optimizer: options::optimizer(run),
         seed: run.seed,
+        tiles: options::tile_size(run.tile_size),
         ..TransferSettings::default()
     }
 }

@@ -3,6 +3,8 @@ use rayon::prelude::*;
 use crate::core::{FeatureMap, Scalar};
 use crate::model::Layer;
 
+use super::tiled::CoreAt;
+
 /// `1/2 Σ (F(x) − P)²` at one layer, P being the content image's features there.
 #[derive(Clone, Debug)]
 pub struct ContentLoss<T = f32> {
@@ -48,6 +50,44 @@ impl<T: Scalar> ContentLoss<T> {
             })
             .sum();
         0.5 * sum
+    }
+
+    /// The loss over one tile's core: `f` is the tile window's features, `core` says which of
+    /// them are the core's and where the window sits in the whole image's features.
+    pub(crate) fn value_of_part(&self, f: &FeatureMap<T>, core: &CoreAt) -> f64 {
+        let c = f.channels();
+        let mut sum = 0.0;
+        for y in core.rows.0..core.rows.1 {
+            let (a, b) = (core.cols.0 * c, core.cols.1 * c);
+            let target = self.target.pixel_row(y + core.origin.0);
+            let t0 = core.origin.1 * c;
+            for (&v, &p) in f.pixel_row(y)[a..b].iter().zip(&target[t0 + a..t0 + b]) {
+                let d = (v - p).to_f64();
+                sum += d * d;
+            }
+        }
+        0.5 * sum
+    }
+
+    /// `grad += scale · (F − P)` over one tile's core (see [`ContentLoss::value_of_part`]).
+    pub(crate) fn add_gradient_of_part(
+        &self,
+        f: &FeatureMap<T>,
+        core: &CoreAt,
+        grad: &mut FeatureMap<T>,
+        scale: T,
+    ) {
+        let c = f.channels();
+        for y in core.rows.0..core.rows.1 {
+            let (a, b) = (core.cols.0 * c, core.cols.1 * c);
+            let target = self.target.pixel_row(y + core.origin.0);
+            let t0 = core.origin.1 * c;
+            let fr = &f.pixel_row(y)[a..b];
+            let pr = &target[t0 + a..t0 + b];
+            for ((g, &v), &p) in grad.pixel_row_mut(y)[a..b].iter_mut().zip(fr).zip(pr) {
+                *g += scale * (v - p);
+            }
+        }
     }
 
     /// `grad += scale · (F − P)`.

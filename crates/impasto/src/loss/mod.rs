@@ -10,10 +10,12 @@ mod content;
 mod mask;
 mod objective;
 mod style;
+mod tiled;
 mod tv;
 
 pub use content::ContentLoss;
 pub use mask::SpatialMask;
 pub use objective::{LossParts, LossWeights, Objective};
 pub use style::{masked_normalized_gram, normalized_gram, StyleLoss};
+pub use tiled::{tiled_features, tiled_normalized_grams, Rect, Tile, Tiling};
 pub use tv::total_variation;

@@ -39,9 +39,9 @@ pub struct LossParts {
 /// The full objective over an image.
 #[derive(Clone, Debug)]
 pub struct Objective<T = f32> {
-    content: Vec<ContentLoss<T>>,
-    style: Vec<StyleLoss<T>>,
-    weights: LossWeights,
+    pub(super) content: Vec<ContentLoss<T>>,
+    pub(super) style: Vec<StyleLoss<T>>,
+    pub(super) weights: LossWeights,
 }
 
 impl<T: Scalar> Objective<T> {

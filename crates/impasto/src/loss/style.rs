@@ -97,6 +97,39 @@ impl<T: Scalar> StyleLoss<T> {
                 gram(&mask.weigh(f, 1), &mut self.diff);
             }
         }
+        self.finish()
+    }
+
+    /// The loss from a Gram matrix `gram` of `pixels` pixels summed elsewhere (over the tiles
+    /// of one image), keeping what [`StyleLoss::add_gradient_of_part`] needs. Unmasked only.
+    pub(crate) fn evaluate_summed(&mut self, gram: &[T], pixels: usize) -> f64 {
+        debug_assert!(self.mask.is_none(), "tiles of a masked style loss");
+        self.diff.copy_from_slice(gram);
+        self.pixels = pixels;
+        self.mass = pixels as f64;
+        self.finish()
+    }
+
+    /// `grad += scale · ∂E/∂F` for the features `part` of one part of the image (zero
+    /// elsewhere), after [`StyleLoss::evaluate_summed`] over all parts.
+    pub(crate) fn add_gradient_of_part(
+        &self,
+        part: &FeatureMap<T>,
+        grad: &mut FeatureMap<T>,
+        scale: T,
+    ) {
+        let n = self.channels as f64;
+        let s = scale * T::from_f64(1.0 / (n * n * self.mass));
+        gram_gradient(part, &self.diff, s, grad);
+    }
+
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// From `diff` = G and `mass` = M: `diff` becomes `G/M − Â`; returns the loss.
+    fn finish(&mut self) -> f64 {
+        let n = self.channels;
         let inv_m = T::from_f64(1.0 / self.mass);
         let mut sum = 0.0;
         for (d, &a) in self.diff.iter_mut().zip(&self.target) {

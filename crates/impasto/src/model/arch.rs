@@ -169,6 +169,13 @@ pub enum Layer {
 impl Layer {
     /// How many 2×2 poolings the image has gone through at this layer's output: its feature
     /// map is the input size halved (rounding down) that many times.
+    pub fn channels(self) -> usize {
+        let block = match self {
+            Layer::Pool { block } | Layer::Conv { block, .. } | Layer::Relu { block, .. } => block,
+        };
+        BLOCK_CHANNELS[block - 1]
+    }
+
     pub fn pools_before(self) -> usize {
         match self {
             Layer::Pool { block } => block,

@@ -256,6 +256,37 @@ impl<T: Scalar> Vgg<T> {
         Ok(ws)
     }
 
+    /// Re-plans `ws` for `h × w` images with the same loss layers, reusing its buffers (they
+    /// grow only if the new size needs more): tiles of one image differ in size at its edges.
+    pub fn reshape_workspace(&self, ws: &mut Workspace<T>, h: usize, w: usize) -> Result<()> {
+        if (h, w) == (ws.plan.h, ws.plan.w) {
+            return Ok(());
+        }
+        let taps = ws.taps();
+        let plan = self.plan(h, w, &taps)?;
+        let fit =
+            |slot: &mut Option<FeatureMap<T>>, keep: bool, shape: &(usize, usize, usize)| match (
+                slot.as_mut(),
+                keep,
+            ) {
+                (Some(f), true) => f.reshape(shape.0, shape.1, shape.2),
+                (None, true) => *slot = Some(FeatureMap::zeros(shape.0, shape.1, shape.2)),
+                (_, false) => *slot = None,
+            };
+        for (s, shape) in plan.shapes.iter().enumerate() {
+            fit(&mut ws.kept[s], plan.keep[s], shape);
+            fit(&mut ws.pre[s], plan.keep_pre[s], shape);
+            if let Some(m) = ws.masks[s].as_mut() {
+                *m = ReluMask::new(shape.0, shape.1, shape.2);
+            }
+        }
+        // The input's border must read as zero padding; kernels rewrite every other buffer whole.
+        ws.input.reshape(h, w, 3);
+        ws.input.zero();
+        ws.plan = plan;
+        Ok(())
+    }
+
     /// Bytes [`Vgg::workspace`] would allocate, without allocating: for refusing absurd sizes.
     pub fn workspace_bytes(&self, h: usize, w: usize, taps: &[Layer]) -> Result<usize> {
         Ok(self.plan(h, w, taps)?.bytes::<T>())

@@ -3,7 +3,7 @@ use std::time::Instant;
 
 use crate::color;
 use crate::image_io::{self, Image};
-use crate::loss::{LossParts, Objective};
+use crate::loss::{LossParts, Objective, Tiling};
 use crate::model::{Layer, Vgg, VggOptions, Workspace};
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
@@ -12,7 +12,7 @@ use crate::{memory, Error, Result};
 use super::noise::gaussian_image;
 use super::recolor::Recolor;
 use super::targets::LayerPlan;
-use super::{Init, LossRecord, TransferSettings};
+use super::{Init, LossRecord, OptimizerSettings, TileSize, TransferSettings};
 
 /// Why [`Transfer::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,6 +50,8 @@ pub struct Transfer {
     net: Vgg,
     pub(super) objective: Objective,
     ws: Workspace,
+    /// Set when the image runs tile by tile; `ws` is then sized for one window.
+    tiling: Option<Tiling>,
     optimizer: Box<dyn Optimizer>,
     width: usize,
     height: usize,
@@ -91,6 +93,8 @@ impl Transfer {
             width,
             height,
             style_sizes,
+            tiling,
+            optimizer,
         } = prepare(weights, content, styles, settings)?;
         let content = image_io::resize(content, width, height)?;
         let recolor = Recolor::new(settings.preserve_color, &content);
@@ -100,9 +104,14 @@ impl Transfer {
             .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
             .collect::<Result<Vec<_>>>()?;
         let seen_content = recolor.content();
-        let objective = plan.objective(&net, &seen_content, &resized_styles, settings)?;
+        let (wh, ww) = match &tiling {
+            Some(t) => (t.max_window().min(height), t.max_window().min(width)),
+            None => (height, width),
+        };
+        let mut ws = net.workspace(wh, ww, &plan.taps())?;
+        let tiled = tiling.as_ref().map(|t| (t, &mut ws));
+        let objective = plan.objective(&net, &seen_content, &resized_styles, settings, tiled)?;
         drop(resized_styles);
-        let ws = net.workspace(height, width, &plan.taps())?;
         let x = match &settings.init {
             Init::Content => seen_content.rgb,
             // From the original, not the style-sized copy: one resampling, not two.
@@ -120,11 +129,12 @@ impl Transfer {
             }
         };
         let chroma_source = recolor.chroma_source();
-        let optimizer = settings.optimizer.build(x.len())?;
+        let optimizer = optimizer.build(x.len())?;
         Ok(Transfer {
             net,
             objective,
             ws,
+            tiling,
             optimizer,
             width,
             height,
@@ -218,8 +228,15 @@ impl Transfer {
         if let Some(first) = self.records.first() {
             return Ok(*first);
         }
-        let (net, ws, objective) = (&self.net, &mut self.ws, &mut self.objective);
-        self.parts = objective.evaluate(net, ws, &self.x, &mut self.grad)?;
+        self.parts = evaluate(
+            &self.net,
+            &mut self.objective,
+            &mut self.ws,
+            self.tiling.as_ref(),
+            (self.height, self.width),
+            &self.x,
+            &mut self.grad,
+        )?;
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
             return Err(Error::parameter(format!(
@@ -279,10 +296,16 @@ impl Transfer {
 
     /// One optimiser step and its record; `None` if the loss stopped being finite.
     fn step(&mut self) -> Result<Option<(crate::optim::Step, LossRecord)>> {
+        // New cuts each iteration (the same within one, so the line search sees one function).
+        if let Some(t) = self.tiling.as_mut() {
+            t.advance();
+        }
+        let size = (self.height, self.width);
         let Transfer {
             net,
             objective,
             ws,
+            tiling,
             optimizer,
             x,
             grad,
@@ -293,7 +316,7 @@ impl Transfer {
         // describing the new image.
         let mut fx = parts.total;
         let mut eval = |at: &[f32], g: &mut [f32]| -> Result<f64> {
-            *parts = objective.evaluate(net, ws, at, g)?;
+            *parts = evaluate(net, objective, ws, tiling.as_ref(), size, at, g)?;
             Ok(parts.total)
         };
         let step = optimizer.step(x, &mut fx, grad, &mut eval)?;
@@ -328,14 +351,44 @@ impl Transfer {
     }
 }
 
-/// What [`Transfer::new`] settles before touching the images: the checked settings, the network
-/// and the sizes, after making sure they fit in memory.
+/// One evaluation of the objective at `x`, whole or tile by tile.
+fn evaluate(
+    net: &Vgg,
+    objective: &mut Objective,
+    ws: &mut Workspace,
+    tiling: Option<&Tiling>,
+    (h, w): (usize, usize),
+    x: &[f32],
+    grad: &mut [f32],
+) -> Result<LossParts> {
+    match tiling {
+        None => objective.evaluate(net, ws, x, grad),
+        Some(t) => objective.evaluate_tiled(net, ws, t, x, h, w, grad),
+    }
+}
+
+/// What [`Transfer::new`] settles before touching the images: the checked settings, the network,
+/// the sizes and whether to tile, after making sure it all fits in memory.
 struct Prepared {
     net: Vgg,
     plan: LayerPlan,
     width: usize,
     height: usize,
     style_sizes: Vec<(usize, usize)>,
+    tiling: Option<Tiling>,
+    /// The settings' optimiser, with a shorter L-BFGS history if only that makes the run fit.
+    optimizer: OptimizerSettings,
+}
+
+/// Core sizes tried, largest first, when the whole image does not fit: larger cores waste less
+/// on halos (a halo is 96 px for relu5_1).
+const TILE_CORES: [usize; 7] = [1024, 768, 512, 384, 256, 192, 128];
+
+/// The shortest L-BFGS history a run is given automatically to make it fit.
+const MIN_AUTO_HISTORY: usize = 5;
+
+fn optimizer_bytes(config: &crate::optim::LbfgsConfig, len: usize) -> u64 {
+    OptimizerSettings::Lbfgs(config.clone()).state_bytes(len) as u64
 }
 
 fn prepare(
@@ -375,11 +428,67 @@ fn prepare(
         deepest: Some(plan.deepest(settings.architecture)?),
     };
     let net: Vgg = Vgg::with_options(weights, &options)?;
-    let needed = memory_estimate(&net, &plan, (width, height), &style_sizes, settings)?;
-    memory::ensure_available(needed, &format!("a {width}×{height} transfer"))?;
+    let sizes = ((width, height), style_sizes.as_slice());
+    let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
+    let what = format!("a {width}×{height} transfer");
+    let tiling = match settings.tiles {
+        TileSize::Core(core) => Some(Tiling::new(settings.architecture, &plan.taps(), core)?),
+        // Spatial masks have no tiled form; such a run gets the plain memory error.
+        TileSize::Auto if settings.masks.is_none() && !memory::fits(whole) => {
+            let mut chosen = None;
+            for core in TILE_CORES {
+                let tiling = Tiling::new(settings.architecture, &plan.taps(), core)?;
+                let needed = memory_estimate(&net, &plan, sizes, settings, Some(&tiling))?;
+                chosen = Some(tiling);
+                if memory::fits(needed) {
+                    break;
+                }
+            }
+            chosen
+        }
+        TileSize::Auto => None,
+    };
+    let mut needed = memory_estimate(&net, &plan, sizes, settings, tiling.as_ref())?;
+    let mut optimizer = settings.optimizer.clone();
+    if settings.tiles == TileSize::Auto && !memory::fits(needed) {
+        // The history of a large image (2 × 100 copies of it by default) can outgrow any tiling.
+        if let OptimizerSettings::Lbfgs(config) = &mut optimizer {
+            let len = width * height * 3;
+            let others = needed - settings.optimizer.state_bytes(len) as u64;
+            let requested = config.history;
+            while config.history > MIN_AUTO_HISTORY {
+                config.history = (config.history * 3 / 4).max(MIN_AUTO_HISTORY);
+                needed = others + optimizer_bytes(config, len);
+                if memory::fits(needed) {
+                    break;
+                }
+            }
+            if memory::fits(needed) {
+                tracing::warn!(
+                    "L-BFGS keeps {} correction pairs instead of {requested}: more do not fit in memory",
+                    config.history
+                );
+            } else {
+                config.history = requested;
+                needed = others + optimizer_bytes(config, len);
+            }
+        }
+    }
+    match &tiling {
+        None => memory::ensure_available(needed, &what)?,
+        Some(t) => memory::ensure_available(
+            needed,
+            &format!("{what} in tiles of {} px (halo {} px)", t.core(), t.halo()),
+        )?,
+    }
     tracing::info!(
-        "working size {width}×{height}, memory estimate {:.0} MiB",
-        needed as f64 / (1 << 20) as f64
+        "working size {width}×{height}, memory estimate {:.0} MiB{}",
+        needed as f64 / (1 << 20) as f64,
+        tiling.as_ref().map_or(String::new(), |t| format!(
+            ", in tiles of {} px with a {} px halo",
+            t.core(),
+            t.halo()
+        ))
     );
     Ok(Prepared {
         net,
@@ -387,6 +496,8 @@ fn prepare(
         width,
         height,
         style_sizes,
+        tiling,
+        optimizer,
     })
 }
 
@@ -411,37 +522,51 @@ fn in_context(what: String) -> impl FnOnce(Error) -> Error {
 }
 
 /// Bytes a transfer will hold at its peak: kernels, the network's buffers at the working size
-/// (or the largest style image's, while targets are computed), the content targets, the
-/// optimiser's state and the images being optimised.
+/// (or the largest style image's, while targets are computed; or one tile's window for all of
+/// them), the content targets, the optimiser's state and the images being optimised.
 fn memory_estimate(
     net: &Vgg,
     plan: &LayerPlan,
-    (width, height): (usize, usize),
-    style_sizes: &[(usize, usize)],
+    ((width, height), style_sizes): ((usize, usize), &[(usize, usize)]),
     settings: &TransferSettings,
+    tiling: Option<&Tiling>,
 ) -> Result<u64> {
     let taps = plan.taps();
     let f32s = std::mem::size_of::<f32>() as u64;
-    let mut buffers =
-        net.workspace_bytes(height, width, &taps)
-            .map_err(in_context(format!("the working image ({width}×{height})")))? as u64;
-    if !plan.style.is_empty() {
-        for (i, &(w, h)) in style_sizes.iter().enumerate() {
-            let bytes = net
-                .workspace_bytes(h, w, &plan.style)
-                .map_err(in_context(format!(
-                    "style image {} resized to {w}×{h} (size × style scale)",
-                    i + 1
-                )))?;
-            buffers = buffers.max(bytes as u64);
+    let buffers = match tiling {
+        Some(t) => {
+            let side = t.max_window();
+            let largest = style_sizes
+                .iter()
+                .fold((width, height), |(w, h), &(sw, sh)| (w.max(sw), h.max(sh)));
+            net.workspace_bytes(side.min(largest.1), side.min(largest.0), &taps)? as u64
         }
-    }
-    // Content targets: the content layers' outputs, at most the whole workspace's share of them.
-    let content_targets = if plan.content.is_empty() {
-        0
-    } else {
-        net.workspace_bytes(height, width, &plan.content)? as u64 / 2
+        None => {
+            let mut buffers = net
+                .workspace_bytes(height, width, &taps)
+                .map_err(in_context(format!("the working image ({width}×{height})")))?
+                as u64;
+            if !plan.style.is_empty() {
+                for (i, &(w, h)) in style_sizes.iter().enumerate() {
+                    let bytes =
+                        net.workspace_bytes(h, w, &plan.style)
+                            .map_err(in_context(format!(
+                                "style image {} resized to {w}×{h} (size × style scale)",
+                                i + 1
+                            )))?;
+                    buffers = buffers.max(bytes as u64);
+                }
+            }
+            buffers
+        }
     };
+    // Content targets: the content layers' outputs at the working size.
+    let content_targets: u64 = (plan.content.iter())
+        .map(|l| {
+            let p = l.pools_before();
+            ((height >> p) + 2) as u64 * ((width >> p) + 2) as u64 * l.channels() as u64 * f32s
+        })
+        .sum();
     let len = width as u64 * height as u64 * 3;
     // x, its gradient, the best image, and the resized content, style and start images.
     let images = 6 * len * f32s;

@@ -53,6 +53,20 @@ pub struct TransferSettings {
     /// Seeds the noise start; the same seed and settings give the same image on the same
     /// machine and thread count (CPUs with and without FMA round differently).
     pub seed: u64,
+    /// When to run the image in tiles (see [`crate::loss::Tiling`]).
+    pub tiles: TileSize,
+}
+
+/// When a transfer runs its image tile by tile, which needs less memory and gives the same
+/// losses and gradient (each evaluation then runs the network forward twice).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TileSize {
+    /// Only when the whole image does not fit in the available memory, then with the largest
+    /// tiles that do.
+    #[default]
+    Auto,
+    /// Always, with cores of about this many pixels a side.
+    Core(usize),
 }
 
 impl Default for TransferSettings {
@@ -75,6 +89,7 @@ impl Default for TransferSettings {
             init: Init::Content,
             optimizer: OptimizerSettings::default(),
             seed: 0,
+            tiles: TileSize::Auto,
         }
     }
 }

@@ -4,9 +4,10 @@
 
 use crate::image_io::{self, Image};
 use crate::loss::{
-    masked_normalized_gram, normalized_gram, ContentLoss, Objective, SpatialMask, StyleLoss,
+    masked_normalized_gram, normalized_gram, tiled_features, tiled_normalized_grams, ContentLoss,
+    Objective, SpatialMask, StyleLoss, Tiling,
 };
-use crate::model::{Architecture, Layer, Vgg};
+use crate::model::{Architecture, Layer, Vgg, Workspace};
 use crate::{Error, Result};
 
 use super::{SpatialControl, TransferSettings};
@@ -126,36 +127,57 @@ impl LayerPlan {
     }
 
     /// The objective for a content image at the working size and style images at their sizes.
+    /// With `tiled` (a tiling and a workspace for its windows) every image runs tile by tile.
     pub fn objective(
         &self,
         net: &Vgg,
         content: &Image,
         styles: &[Image],
         settings: &TransferSettings,
+        mut tiled: Option<(&Tiling, &mut Workspace)>,
     ) -> Result<Objective> {
-        let content_losses = if self.content.is_empty() {
-            Vec::new()
-        } else {
-            net.features_of_image(&content.rgb, content.height, content.width, &self.content)?
-                .into_iter()
-                .zip(&self.content)
-                .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
-                .collect()
+        let content_features = match (self.content.is_empty(), tiled.as_mut()) {
+            (true, _) => Vec::new(),
+            (false, None) => {
+                net.features_of_image(&content.rgb, content.height, content.width, &self.content)?
+            }
+            (false, Some((tiling, ws))) => tiled_features(
+                net,
+                ws,
+                tiling,
+                &content.rgb,
+                (content.height, content.width),
+                &self.content,
+            )?,
         };
+        let content_losses = (content_features.into_iter().zip(&self.content))
+            .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
+            .collect();
         if let Some(control) = &settings.masks {
+            if tiled.is_some() {
+                return Err(Error::parameter(
+                    "spatial masks cannot be combined with tiling (use a smaller --size)",
+                ));
+            }
             let style_losses = self.masked_style_losses(net, content, styles, control)?;
             return Objective::new(content_losses, style_losses, settings.weights);
         }
         let mut targets: Vec<Option<(Vec<f32>, usize)>> = vec![None; self.style.len()];
         if !self.style.is_empty() {
             for (image, &share) in styles.iter().zip(&self.blend) {
-                let grams = net.visit_features_of_image(
-                    &image.rgb,
-                    image.height,
-                    image.width,
-                    &self.style,
-                    |_, f| Ok((normalized_gram(f), f.channels())),
-                )?;
+                let size = (image.height, image.width);
+                let grams = match tiled.as_mut() {
+                    None => net.visit_features_of_image(
+                        &image.rgb,
+                        image.height,
+                        image.width,
+                        &self.style,
+                        |_, f| Ok((normalized_gram(f), f.channels())),
+                    )?,
+                    Some((tiling, ws)) => {
+                        tiled_normalized_grams(net, ws, tiling, &image.rgb, size, &self.style)?
+                    }
+                };
                 for (slot, (g, channels)) in targets.iter_mut().zip(grams) {
                     let (acc, _) = slot.get_or_insert_with(|| (vec![0.0; g.len()], channels));
                     for (a, v) in acc.iter_mut().zip(&g) {

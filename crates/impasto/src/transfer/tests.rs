@@ -875,3 +875,28 @@ fn luminance_mode_keeps_the_photo_chroma_through_scales_and_early_stops() {
         }
     }
 }
+
+#[test]
+fn a_tiled_transfer_follows_the_whole_image_one() {
+    let whole = settings();
+    let tiled = TransferSettings {
+        tiles: TileSize::Core(16),
+        ..settings()
+    };
+    let run = |s: &TransferSettings| {
+        let mut t = transfer(s).unwrap();
+        t.run(10, |_, _| ControlFlow::Continue(())).unwrap();
+        t.records().to_vec()
+    };
+    let (a, b) = (run(&whole), run(&tiled));
+    let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
+    assert!(rel(b[0].parts.total, a[0].parts.total) < 1e-5, "start");
+    assert!(rel(b[0].parts.style, a[0].parts.style) < 1e-5, "start style");
+    assert!(b[10].parts.total < b[0].parts.total / 2.0, "the tiled run lowers the loss");
+    assert!(
+        rel(b[10].parts.total, a[10].parts.total) < 0.02,
+        "after 10 iterations: tiled {:e}, whole {:e}",
+        b[10].parts.total,
+        a[10].parts.total
+    );
+}
