@@ -405,3 +405,37 @@ fn the_same_seed_and_flags_give_the_same_image() {
     assert_eq!(first, run("3", "b.png"), "same seed, different image");
     assert_ne!(first, run("4", "c.png"), "the seed has no effect");
 }
+
+/// Tiling is exact by construction (the halo covers relu5_1's receptive field), so a tiled run
+/// starts at the whole-image loss and follows it; the image is the same up to rounding.
+#[test]
+fn a_tiled_run_gives_the_whole_image_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let (content, _) = small_content(dir.path(), 160);
+    let style = painting("starry_night.jpg");
+    let run = |name: &str, extra: &[&str]| {
+        let (out, log) = (
+            dir.path().join(format!("{name}.png")),
+            dir.path().join(format!("{name}.csv")),
+        );
+        let mut args = basic(&content, &style, &out, "160", "4");
+        args.extend(["--loss-log", s(&log)]);
+        args.extend_from_slice(extra);
+        let img = transfer_ok(&args);
+        (img, read_loss_log(&log).1)
+    };
+    let (whole, a) = run("whole", &[]);
+    let (tiled, b) = run("tiled", &["--tile-size", "48"]);
+    let total = 5; // iteration,elapsed_s,content,style,tv,total
+    for (i, (ra, rb)) in a.iter().zip(&b).enumerate() {
+        let rel = (ra[total] - rb[total]).abs() / ra[total];
+        assert!(
+            rel < 1e-4,
+            "iteration {i}: whole {} tiled {}",
+            ra[total],
+            rb[total]
+        );
+    }
+    assert!(b[4][total] < b[0][total], "the tiled run lowers the loss");
+    assert!(mean_abs(&whole.rgb, &tiled.rgb) < 0.5, "images differ");
+}

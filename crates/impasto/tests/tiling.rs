@@ -184,3 +184,29 @@ fn masks_are_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("masks"), "{err}");
 }
+
+/// The workspace and the memory estimate are sized by `max_window`: no cut position may exceed it.
+#[test]
+fn no_window_exceeds_the_maximum() {
+    for (names, core) in [
+        (&["relu5_1"][..], 1024),
+        (&["relu1_1"][..], 512),
+        (&["relu3_1"][..], 96),
+    ] {
+        let layers = layers(Architecture::Vgg19, names);
+        let mut tiling = Tiling::new(Architecture::Vgg19, &layers, core).unwrap();
+        let max = tiling.max_window();
+        for n in (17..3 * core).step_by(37) {
+            for _ in 0..9 {
+                for t in tiling.tiles(n, 40) {
+                    let side = t.window.y1 - t.window.y0;
+                    assert!(
+                        side <= max,
+                        "core {core}, {n} rows: window of {side} > {max}"
+                    );
+                }
+                tiling.advance();
+            }
+        }
+    }
+}

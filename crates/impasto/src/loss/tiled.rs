@@ -80,7 +80,7 @@ impl Tiling {
         self.halo
     }
 
-    /// The largest window side a tile can have: pieces are below 1.5 cores (see `cuts`).
+    /// The largest window side a tile can have: pieces are at most 1.5 cores (see `cuts`).
     pub fn max_window(&self) -> usize {
         (self.core * 3 / 2).div_ceil(self.align) * self.align + 2 * self.halo
     }
@@ -129,12 +129,17 @@ impl Tiling {
             at += self.core;
         }
         cuts.push(n);
+        // Merging a short first piece leaves one under 1.5 cores; a short last piece is merged
+        // only if that holds too (after the first merge it may not: [0, n) nearly 2 cores).
         let half = self.core / 2;
         if cuts.len() > 2 && cuts[1] - cuts[0] < half {
             cuts.remove(1);
         }
         let k = cuts.len();
-        if k > 2 && cuts[k - 1] - cuts[k - 2] < half {
+        if k > 2
+            && cuts[k - 1] - cuts[k - 2] < half
+            && cuts[k - 1] - cuts[k - 3] <= self.core * 3 / 2
+        {
             cuts.remove(k - 2);
         }
         cuts

@@ -167,8 +167,7 @@ pub enum Layer {
 }
 
 impl Layer {
-    /// How many 2×2 poolings the image has gone through at this layer's output: its feature
-    /// map is the input size halved (rounding down) that many times.
+    /// Channels of this layer's output (VGG16 and VGG19 alike).
     pub fn channels(self) -> usize {
         let block = match self {
             Layer::Pool { block } | Layer::Conv { block, .. } | Layer::Relu { block, .. } => block,
@@ -176,6 +175,8 @@ impl Layer {
         BLOCK_CHANNELS[block - 1]
     }
 
+    /// How many 2×2 poolings the image has gone through at this layer's output: its feature
+    /// map is the input size halved (rounding down) that many times.
     pub fn pools_before(self) -> usize {
         match self {
             Layer::Pool { block } => block,

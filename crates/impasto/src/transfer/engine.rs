@@ -104,13 +104,23 @@ impl Transfer {
             .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
             .collect::<Result<Vec<_>>>()?;
         let seen_content = recolor.content();
-        let (wh, ww) = match &tiling {
-            Some(t) => (t.max_window().min(height), t.max_window().min(width)),
-            None => (height, width),
+        // Whole: the targets use workspaces of their own, freed before this one exists (the
+        // memory estimate counts the larger, not both). Tiled: one window's workspace serves all.
+        let (objective, ws) = match &tiling {
+            None => {
+                let objective =
+                    plan.objective(&net, &seen_content, &resized_styles, settings, None)?;
+                (objective, net.workspace(height, width, &plan.taps())?)
+            }
+            Some(t) => {
+                let side = t.max_window();
+                let mut ws = net.workspace(side.min(height), side.min(width), &plan.taps())?;
+                let tiled = Some((t, &mut ws));
+                let objective =
+                    plan.objective(&net, &seen_content, &resized_styles, settings, tiled)?;
+                (objective, ws)
+            }
         };
-        let mut ws = net.workspace(wh, ww, &plan.taps())?;
-        let tiled = tiling.as_ref().map(|t| (t, &mut ws));
-        let objective = plan.objective(&net, &seen_content, &resized_styles, settings, tiled)?;
         drop(resized_styles);
         let x = match &settings.init {
             Init::Content => seen_content.rgb,
@@ -384,11 +394,79 @@ struct Prepared {
 /// on halos (a halo is 96 px for relu5_1).
 const TILE_CORES: [usize; 7] = [1024, 768, 512, 384, 256, 192, 128];
 
-/// The shortest L-BFGS history a run is given automatically to make it fit.
-const MIN_AUTO_HISTORY: usize = 5;
+/// The shortest L-BFGS histories a run is given automatically to make it fit, tried in turn:
+/// tile size matters more for speed than the last pairs of history do for convergence (history
+/// 10 against 100: 1.45e10 against 1.43e10 after 150 iterations at 256 px).
+const AUTO_HISTORY_FLOORS: [usize; 2] = [20, 5];
 
-fn optimizer_bytes(config: &crate::optim::LbfgsConfig, len: usize) -> u64 {
-    OptimizerSettings::Lbfgs(config.clone()).state_bytes(len) as u64
+/// Whether and how to tile, and the optimiser's settings, so that the run fits in memory: the
+/// whole image if it fits; else the largest tiles that fit with the full L-BFGS history; else
+/// the largest that fit with a history of at least 20, then 5 pairs, keeping as many pairs as
+/// fit. If nothing fits, the smallest tiles, and the caller's memory check refuses the run.
+fn fit_to_memory(
+    net: &Vgg,
+    plan: &LayerPlan,
+    sizes: ((usize, usize), &[(usize, usize)]),
+    settings: &TransferSettings,
+    whole: u64,
+) -> Result<(Option<Tiling>, OptimizerSettings)> {
+    let tiling_for = |core| Tiling::new(settings.architecture, &plan.taps(), core);
+    let requested = settings.optimizer.clone();
+    match settings.tiles {
+        TileSize::Core(core) => return Ok((Some(tiling_for(core)?), requested)),
+        // Spatial masks have no tiled form; such a run gets the plain memory error.
+        TileSize::Auto if settings.masks.is_some() || memory::fits(whole) => {
+            return Ok((None, requested))
+        }
+        TileSize::Auto => {}
+    }
+    let ((width, height), _) = sizes;
+    let len = width * height * 3;
+    let full = match &requested {
+        OptimizerSettings::Lbfgs(c) => c.history,
+        OptimizerSettings::Adam(_) => 0,
+    };
+    let state = |history| with_history(&requested, history).state_bytes(len) as u64;
+    for floor in [full, AUTO_HISTORY_FLOORS[0], AUTO_HISTORY_FLOORS[1]] {
+        let floor = floor.min(full);
+        // The whole image with a shorter history beats tiles, which cost a second forward pass
+        // (at the full history it is already known not to fit).
+        let whole_first = (floor < full).then_some(None);
+        for core in whole_first.into_iter().chain(TILE_CORES.map(Some)) {
+            let tiling = core.map(tiling_for).transpose()?;
+            let others =
+                memory_estimate(net, plan, sizes, settings, tiling.as_ref())? - state(full);
+            if !memory::fits(others + state(floor)) {
+                continue;
+            }
+            let mut history = full;
+            while history > floor && !memory::fits(others + state(history)) {
+                history = (history * 3 / 4).max(floor);
+            }
+            if history < full {
+                tracing::warn!(
+                    "L-BFGS keeps {history} correction pairs instead of {full}: more do not fit \
+                     in memory"
+                );
+            }
+            return Ok((tiling, with_history(&requested, history)));
+        }
+    }
+    Ok((
+        Some(tiling_for(TILE_CORES[TILE_CORES.len() - 1])?),
+        requested,
+    ))
+}
+
+/// `optimizer` with an L-BFGS history of `history` pairs (other optimisers unchanged).
+fn with_history(optimizer: &OptimizerSettings, history: usize) -> OptimizerSettings {
+    match optimizer {
+        OptimizerSettings::Lbfgs(c) => OptimizerSettings::Lbfgs(crate::optim::LbfgsConfig {
+            history,
+            ..c.clone()
+        }),
+        other => other.clone(),
+    }
 }
 
 fn prepare(
@@ -431,49 +509,12 @@ fn prepare(
     let sizes = ((width, height), style_sizes.as_slice());
     let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
     let what = format!("a {width}×{height} transfer");
-    let tiling = match settings.tiles {
-        TileSize::Core(core) => Some(Tiling::new(settings.architecture, &plan.taps(), core)?),
-        // Spatial masks have no tiled form; such a run gets the plain memory error.
-        TileSize::Auto if settings.masks.is_none() && !memory::fits(whole) => {
-            let mut chosen = None;
-            for core in TILE_CORES {
-                let tiling = Tiling::new(settings.architecture, &plan.taps(), core)?;
-                let needed = memory_estimate(&net, &plan, sizes, settings, Some(&tiling))?;
-                chosen = Some(tiling);
-                if memory::fits(needed) {
-                    break;
-                }
-            }
-            chosen
-        }
-        TileSize::Auto => None,
+    let (tiling, optimizer) = fit_to_memory(&net, &plan, sizes, settings, whole)?;
+    let settings_fitted = TransferSettings {
+        optimizer: optimizer.clone(),
+        ..settings.clone()
     };
-    let mut needed = memory_estimate(&net, &plan, sizes, settings, tiling.as_ref())?;
-    let mut optimizer = settings.optimizer.clone();
-    if settings.tiles == TileSize::Auto && !memory::fits(needed) {
-        // The history of a large image (2 × 100 copies of it by default) can outgrow any tiling.
-        if let OptimizerSettings::Lbfgs(config) = &mut optimizer {
-            let len = width * height * 3;
-            let others = needed - settings.optimizer.state_bytes(len) as u64;
-            let requested = config.history;
-            while config.history > MIN_AUTO_HISTORY {
-                config.history = (config.history * 3 / 4).max(MIN_AUTO_HISTORY);
-                needed = others + optimizer_bytes(config, len);
-                if memory::fits(needed) {
-                    break;
-                }
-            }
-            if memory::fits(needed) {
-                tracing::warn!(
-                    "L-BFGS keeps {} correction pairs instead of {requested}: more do not fit in memory",
-                    config.history
-                );
-            } else {
-                config.history = requested;
-                needed = others + optimizer_bytes(config, len);
-            }
-        }
-    }
+    let needed = memory_estimate(&net, &plan, sizes, &settings_fitted, tiling.as_ref())?;
     match &tiling {
         None => memory::ensure_available(needed, &what)?,
         Some(t) => memory::ensure_available(
@@ -539,7 +580,19 @@ fn memory_estimate(
             let largest = style_sizes
                 .iter()
                 .fold((width, height), |(w, h), &(sw, sh)| (w.max(sw), h.max(sh)));
-            net.workspace_bytes(side.min(largest.1), side.min(largest.0), &taps)? as u64
+            let (wh, ww) = (side.min(largest.1) as u64, side.min(largest.0) as u64);
+            // Besides the workspace: one style layer's features restricted to a core (the
+            // largest such layer) and the window's pixels and gradient.
+            let restricted = (plan.style.iter())
+                .map(|l| {
+                    let p = l.pools_before();
+                    ((wh >> p) + 2) * ((ww >> p) + 2) * l.channels() as u64 * f32s
+                })
+                .max()
+                .unwrap_or(0);
+            net.workspace_bytes(wh as usize, ww as usize, &taps)? as u64
+                + restricted
+                + 2 * wh * ww * 3 * f32s
         }
         None => {
             let mut buffers = net

@@ -891,8 +891,14 @@ fn a_tiled_transfer_follows_the_whole_image_one() {
     let (a, b) = (run(&whole), run(&tiled));
     let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
     assert!(rel(b[0].parts.total, a[0].parts.total) < 1e-5, "start");
-    assert!(rel(b[0].parts.style, a[0].parts.style) < 1e-5, "start style");
-    assert!(b[10].parts.total < b[0].parts.total / 2.0, "the tiled run lowers the loss");
+    assert!(
+        rel(b[0].parts.style, a[0].parts.style) < 1e-5,
+        "start style"
+    );
+    assert!(
+        b[10].parts.total < b[0].parts.total / 2.0,
+        "the tiled run lowers the loss"
+    );
     assert!(
         rel(b[10].parts.total, a[10].parts.total) < 0.02,
         "after 10 iterations: tiled {:e}, whole {:e}",
