@@ -253,23 +253,18 @@ impl<T: Scalar> Objective<T> {
             .collect();
         let mut one = Vec::new();
         let mut parts = LossParts::default();
-        for tile in &tiles {
-            load(net, ws, image, w, &tile.window, &mut rgb)?;
-            net.forward(ws);
+        forward_tiles(net, ws, &tiles, image, w, |tile, ws| {
             for c in &self.content {
                 let core = tile.core_at(c.layer().pools_before(), h, w);
                 parts.content += c.weight() * c.value_of_part(net.features(ws, c.layer())?, &core);
             }
             for (s, sum) in self.style.iter().zip(&mut grams) {
                 let core = tile.core_at(s.layer().pools_before(), h, w);
-                restrict(net.features(ws, s.layer())?, &core, &mut part);
-                one.resize(sum.len(), T::ZERO);
-                gram(&part, &mut one);
-                for (a, &b) in sum.iter_mut().zip(&one) {
-                    *a += b;
-                }
+                let f = net.features(ws, s.layer())?;
+                add_core_gram(f, &core, (&mut part, &mut one), sum);
             }
-        }
+            Ok(())
+        })?;
         for (s, sum) in self.style.iter_mut().zip(&grams) {
             let pools = s.layer().pools_before();
             let pixels = (h >> pools) * (w >> pools);
@@ -325,10 +320,7 @@ pub fn tiled_features<T: Scalar>(
     layers: &[Layer],
 ) -> Result<Vec<FeatureMap<T>>> {
     let mut out: Vec<Option<FeatureMap<T>>> = vec![None; layers.len()];
-    let mut rgb = Vec::new();
-    for tile in tiling.tiles(h, w) {
-        load(net, ws, image, w, &tile.window, &mut rgb)?;
-        net.forward(ws);
+    forward_tiles(net, ws, &tiling.tiles(h, w), image, w, |tile, ws| {
         for (slot, &l) in out.iter_mut().zip(layers) {
             let f = net.features(ws, l)?;
             let pools = l.pools_before();
@@ -343,7 +335,8 @@ pub fn tiled_features<T: Scalar>(
                     .copy_from_slice(&f.pixel_row(y)[a..b]);
             }
         }
-    }
+        Ok(())
+    })?;
     out.into_iter()
         .map(|f| f.ok_or_else(|| Error::parameter("an image with no tiles")))
         .collect()
@@ -360,22 +353,17 @@ pub fn tiled_normalized_grams<T: Scalar>(
     layers: &[Layer],
 ) -> Result<Vec<(Vec<T>, usize)>> {
     let mut sums: Vec<Option<(Vec<T>, usize)>> = vec![None; layers.len()];
-    let (mut rgb, mut part, mut one) = (Vec::new(), FeatureMap::default(), Vec::new());
-    for tile in tiling.tiles(h, w) {
-        load(net, ws, image, w, &tile.window, &mut rgb)?;
-        net.forward(ws);
+    let (mut part, mut one) = (FeatureMap::default(), Vec::new());
+    forward_tiles(net, ws, &tiling.tiles(h, w), image, w, |tile, ws| {
         for (slot, &l) in sums.iter_mut().zip(layers) {
             let f = net.features(ws, l)?;
             let c = f.channels();
-            restrict(f, &tile.core_at(l.pools_before(), h, w), &mut part);
-            one.resize(c * c, T::ZERO);
-            gram(&part, &mut one);
             let (sum, _) = slot.get_or_insert_with(|| (vec![T::ZERO; c * c], c));
-            for (a, &b) in sum.iter_mut().zip(&one) {
-                *a += b;
-            }
+            let core = tile.core_at(l.pools_before(), h, w);
+            add_core_gram(f, &core, (&mut part, &mut one), sum);
         }
-    }
+        Ok(())
+    })?;
     (sums.into_iter().zip(layers))
         .map(|(s, l)| {
             let (mut g, c) = s.ok_or_else(|| Error::parameter("an image with no tiles"))?;
@@ -385,6 +373,40 @@ pub fn tiled_normalized_grams<T: Scalar>(
             Ok((g, c))
         })
         .collect()
+}
+
+/// Runs the network forward on each tile's window of `image` (`w` pixels wide) in turn and hands
+/// `visit` the tile and the workspace holding its outputs.
+fn forward_tiles<T: Scalar>(
+    net: &Vgg<T>,
+    ws: &mut Workspace<T>,
+    tiles: &[Tile],
+    image: &[T],
+    w: usize,
+    mut visit: impl FnMut(&Tile, &Workspace<T>) -> Result<()>,
+) -> Result<()> {
+    let mut rgb = Vec::new();
+    for tile in tiles {
+        load(net, ws, image, w, &tile.window, &mut rgb)?;
+        net.forward(ws);
+        visit(tile, ws)?;
+    }
+    Ok(())
+}
+
+/// `sum += ` the Gram matrix of the core's part of `f`, through the scratch buffers `(part, one)`.
+fn add_core_gram<T: Scalar>(
+    f: &FeatureMap<T>,
+    core: &CoreAt,
+    (part, one): (&mut FeatureMap<T>, &mut Vec<T>),
+    sum: &mut [T],
+) {
+    restrict(f, core, part);
+    one.resize(sum.len(), T::ZERO);
+    gram(part, one);
+    for (a, &b) in sum.iter_mut().zip(one.iter()) {
+        *a += b;
+    }
 }
 
 /// Shapes `ws` for the window and puts the window's pixels into its input.
