@@ -38,7 +38,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     println!("{w}x{h}, relative L2 error against f64 direct: forward / input gradient");
     let mut seed = 1u64;
-    for (spec, p) in weights.architecture.conv_specs().iter().zip(&weights.convs).take(13) {
+    for (spec, p) in weights
+        .architecture
+        .conv_specs()
+        .iter()
+        .zip(&weights.convs)
+        .take(13)
+    {
         if spec.index == 1 && spec.block > 1 {
             let mut pooled = FeatureMap::zeros(x.height() / 2, x.width() / 2, x.channels());
             pool_forward(Pooling::Avg, &x, &mut pooled);
