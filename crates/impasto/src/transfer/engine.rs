@@ -403,20 +403,27 @@ const AUTO_HISTORY_FLOORS: [usize; 2] = [20, 5];
 /// whole image if it fits; else the largest tiles that fit with the full L-BFGS history; else
 /// the largest that fit with a history of at least 20, then 5 pairs, keeping as many pairs as
 /// fit. If nothing fits, the smallest tiles, and the caller's memory check refuses the run.
+/// Returns the choice with its memory estimate.
 fn fit_to_memory(
     net: &Vgg,
     plan: &LayerPlan,
     sizes: ((usize, usize), &[(usize, usize)]),
     settings: &TransferSettings,
     whole: u64,
-) -> Result<(Option<Tiling>, OptimizerSettings)> {
+) -> Result<(Option<Tiling>, OptimizerSettings, u64)> {
     let tiling_for = |core| Tiling::new(settings.architecture, &plan.taps(), core);
     let requested = settings.optimizer.clone();
+    let estimate =
+        |tiling: &Option<Tiling>| memory_estimate(net, plan, sizes, settings, tiling.as_ref());
     match settings.tiles {
-        TileSize::Core(core) => return Ok((Some(tiling_for(core)?), requested)),
+        TileSize::Core(core) => {
+            let tiling = Some(tiling_for(core)?);
+            let needed = estimate(&tiling)?;
+            return Ok((tiling, requested, needed));
+        }
         // Spatial masks have no tiled form; such a run gets the plain memory error.
         TileSize::Auto if settings.masks.is_some() || memory::fits(whole) => {
-            return Ok((None, requested))
+            return Ok((None, requested, whole))
         }
         TileSize::Auto => {}
     }
@@ -434,8 +441,7 @@ fn fit_to_memory(
         let whole_first = (floor < full).then_some(None);
         for core in whole_first.into_iter().chain(TILE_CORES.map(Some)) {
             let tiling = core.map(tiling_for).transpose()?;
-            let others =
-                memory_estimate(net, plan, sizes, settings, tiling.as_ref())? - state(full);
+            let others = estimate(&tiling)? - state(full);
             if !memory::fits(others + state(floor)) {
                 continue;
             }
@@ -449,13 +455,13 @@ fn fit_to_memory(
                      in memory"
                 );
             }
-            return Ok((tiling, with_history(&requested, history)));
+            let needed = others + state(history);
+            return Ok((tiling, with_history(&requested, history), needed));
         }
     }
-    Ok((
-        Some(tiling_for(TILE_CORES[TILE_CORES.len() - 1])?),
-        requested,
-    ))
+    let smallest = Some(tiling_for(TILE_CORES[TILE_CORES.len() - 1])?);
+    let needed = estimate(&smallest)?;
+    Ok((smallest, requested, needed))
 }
 
 /// `optimizer` with an L-BFGS history of `history` pairs (other optimisers unchanged).
@@ -509,12 +515,7 @@ fn prepare(
     let sizes = ((width, height), style_sizes.as_slice());
     let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
     let what = format!("a {width}×{height} transfer");
-    let (tiling, optimizer) = fit_to_memory(&net, &plan, sizes, settings, whole)?;
-    let settings_fitted = TransferSettings {
-        optimizer: optimizer.clone(),
-        ..settings.clone()
-    };
-    let needed = memory_estimate(&net, &plan, sizes, &settings_fitted, tiling.as_ref())?;
+    let (tiling, optimizer, needed) = fit_to_memory(&net, &plan, sizes, settings, whole)?;
     match &tiling {
         None => memory::ensure_available(needed, &what)?,
         Some(t) => memory::ensure_available(
