@@ -51,15 +51,17 @@ pub fn save_with_depth(image: &Image, path: &Path, depth: BitDepth) -> Result<()
 }
 
 /// Checks an output path can be written in that format, so that a typo in `--output` fails in
-/// the first second rather than after an hour of optimisation: the extension must be supported
-/// and the parent directory must exist.
+/// the first second rather than after an hour of optimisation: the extension must be supported,
+/// the path must be a regular file, a link to one, or free, and a file must be creatable in its
+/// directory ([`crate::atomic::check_writable`]).
 pub fn check_output_path(path: &Path) -> Result<()> {
-    check_output(path).map(|_| ())
+    check_output_path_with_depth(path, BitDepth::Eight)
 }
 
 /// [`check_output_path`] for a given bit depth.
 pub fn check_output_path_with_depth(path: &Path, depth: BitDepth) -> Result<()> {
-    check_output_with_depth(path, depth).map(|_| ())
+    check_output_with_depth(path, depth)?;
+    crate::atomic::check_writable(path)
 }
 
 fn check_output_with_depth(path: &Path, depth: BitDepth) -> Result<Format> {
@@ -73,15 +75,11 @@ fn check_output_with_depth(path: &Path, depth: BitDepth) -> Result<Format> {
     Ok(format)
 }
 
+/// The format, after checking what sits at the path may be replaced (see [`crate::atomic`]):
+/// nothing, a regular file, or a link to one (written through).
 fn check_output(path: &Path) -> Result<Format> {
     let format = output_format(path)?;
-    if path.is_dir() {
-        return Err(Error::parameter(format!(
-            "cannot write {}: it is a directory",
-            path.display()
-        )));
-    }
-    crate::atomic::check_parent_dir(path)?;
+    crate::atomic::destination(path)?;
     Ok(format)
 }
 
