@@ -1,6 +1,6 @@
 //! The `impasto` command: a thin layer over the `impasto` library. Parsing lives in `cli`, each
 //! subcommand in `commands/`. Exit status: 0 done, 2 usage error (clap), 1 any other error, 130
-//! interrupted by Ctrl-C (after writing the best image so far).
+//! interrupted by Ctrl-C and 143 by SIGTERM (after writing the best image so far).
 
 mod cli;
 mod commands;
@@ -16,14 +16,16 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) if err.is::<commands::Interrupted>() => {
-            eprintln!("{err:#}");
-            ExitCode::from(130)
-        }
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<commands::Interrupted>() {
+            Some(interrupted) => {
+                eprintln!("{err:#}");
+                ExitCode::from(interrupted.exit_code())
+            }
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

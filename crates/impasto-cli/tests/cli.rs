@@ -142,6 +142,35 @@ fn bench_runs_on_random_weights_when_none_are_installed() {
 }
 
 #[test]
+fn more_threads_than_a_few_per_core_are_capped_with_a_warning() {
+    let home = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    let o = impasto(
+        home.path(),
+        &[
+            "bench",
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+            "--threads",
+            "1000",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 1000 fits under the cap only above 250 cores.
+    let cap = (4 * cores).min(1000);
+    assert_eq!(
+        stderr(&o).contains("--threads 1000 is more than 4 per core"),
+        cap < 1000,
+        "{}",
+        stderr(&o)
+    );
+    let line = format!("{cap} threads");
+    assert!(stdout(&o).contains(&line), "{line:?} in\n{}", stdout(&o));
+}
+
+#[test]
 fn bench_refuses_weights_of_another_model_and_corrupt_files() {
     let home = tempfile::tempdir().unwrap();
     let pth = shared().join("reference/vgg16_torchvision_format_random.pth");

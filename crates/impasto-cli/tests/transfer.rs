@@ -404,6 +404,17 @@ fn bad_inputs_fail_with_a_message_naming_the_problem() {
 
 #[test]
 fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
+    a_signal_writes_the_best_image_so_far("INT", 130);
+}
+
+#[test]
+fn sigterm_writes_the_best_image_so_far_and_exits_143() {
+    a_signal_writes_the_best_image_so_far("TERM", 143);
+}
+
+/// Sends `SIG<signal>` once iterations are running: the run stops, writes the best image and
+/// the loss log, leaves no temporary file, and exits with `code`.
+fn a_signal_writes_the_best_image_so_far(signal: &str, code: i32) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.png");
     let log = dir.path().join("loss.csv");
@@ -444,13 +455,14 @@ fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
     let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
     let o = child.wait_with_output().unwrap();
-    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("SIG{signal}")), "{}", stderr(&o));
     assert!(image::open(&out).is_ok(), "best image written");
     let (_, rows) = read_loss_log(&log);
     assert!(rows.len() >= 3, "the log covers the iterations done");
@@ -460,6 +472,139 @@ fn ctrl_c_writes_the_best_image_so_far_and_exits_130() {
         .filter(|n| n.ends_with(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+}
+
+#[test]
+fn outputs_that_are_not_regular_files_or_cannot_be_created_are_refused_before_the_run() {
+    use std::os::unix::fs::{symlink, FileTypeExt};
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let content = d.join("photo.jpg");
+    std::fs::copy(image("tubingen.jpg"), &content).unwrap();
+    let original = std::fs::read(&content).unwrap();
+    let fifo = d.join("fifo.csv");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    // Never /dev/null itself: the code under test could replace the system's device.
+    let null_link = d.join("null.svg");
+    symlink("/dev/null", &null_link).unwrap();
+    let log_dir = d.join("logs.csv");
+    std::fs::create_dir(&log_dir).unwrap();
+    let input_link = d.join("input-link.csv");
+    symlink(&content, &input_link).unwrap();
+    let intermediate_link = d.join("out-iter0002.png");
+    symlink(&content, &intermediate_link).unwrap();
+    let out = d.join("out.png");
+    let base = |extra: &[&str]| {
+        let mut a: Vec<String> = [
+            "transfer",
+            "--content",
+            s(&content),
+            "--style",
+            s(&image("the_scream.jpg")),
+            "--output",
+            s(&out),
+            "--size",
+            "32",
+            "--iterations",
+            "4",
+        ]
+        .iter()
+        .map(|x| x.to_string())
+        .collect();
+        a.extend(extra.iter().map(|x| x.to_string()));
+        a
+    };
+    let mut cases = vec![
+        (
+            "loss log a FIFO",
+            base(&["--loss-log", s(&fifo)]),
+            "FIFO",
+        ),
+        (
+            "plot a link to /dev/null",
+            base(&["--plot", s(&null_link)]),
+            "a link to /dev/null, which is a character device",
+        ),
+        (
+            "loss log a link to /dev/null",
+            base(&["--loss-log", s(&null_link)]),
+            "character device",
+        ),
+        (
+            "loss log a directory",
+            base(&["--loss-log", s(&log_dir)]),
+            "directory",
+        ),
+        (
+            "loss log through a link onto the input",
+            base(&["--loss-log", s(&input_link)]),
+            "is the input",
+        ),
+        (
+            "an intermediate through a link onto the input",
+            base(&["--save-every", "2"]),
+            "through its link",
+        ),
+    ];
+    // A directory where no file can be created, even by root (permission bits do not stop it).
+    if Path::new("/sys").is_dir() {
+        cases.push((
+            "plot in an unwritable directory",
+            base(&["--plot", "/sys/impasto-test-plot.svg"]),
+            "/sys",
+        ));
+        cases.push((
+            "loss log in an unwritable directory",
+            base(&["--loss-log", "/sys/impasto-test-log.csv"]),
+            "/sys",
+        ));
+    }
+    for (name, args, needle) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains(needle), "{name}: {}", stderr(&o));
+        assert!(!out.exists(), "{name}: refused before running");
+    }
+    let kind = |p: &Path| std::fs::symlink_metadata(p).unwrap().file_type();
+    assert!(kind(&fifo).is_fifo());
+    assert!(kind(&null_link).is_symlink() && kind(&input_link).is_symlink());
+    assert!(kind(&intermediate_link).is_symlink() && kind(&log_dir).is_dir());
+    assert!(kind(Path::new("/dev/null")).is_char_device());
+    assert_eq!(std::fs::read(&content).unwrap(), original);
+}
+
+#[test]
+fn an_output_that_is_a_symlink_is_written_through_and_kept() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let real = d.join("real");
+    std::fs::create_dir(&real).unwrap();
+    std::fs::write(real.join("out.png"), b"previous").unwrap();
+    std::fs::write(real.join("loss.csv"), b"previous").unwrap();
+    let out = d.join("out.png");
+    let log = d.join("loss.csv");
+    symlink("real/out.png", &out).unwrap();
+    symlink(real.join("loss.csv"), &log).unwrap();
+    let o = transfer(
+        &image("tubingen.jpg"),
+        &image("the_scream.jpg"),
+        &out,
+        32,
+        2,
+        &["--loss-log", s(&log)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for link in [&out, &log] {
+        assert!(std::fs::symlink_metadata(link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+    assert!(image::open(real.join("out.png")).is_ok());
+    let (_, rows) = read_loss_log(&real.join("loss.csv"));
+    assert_eq!(rows.len(), 3);
 }
 
 #[test]

@@ -1,10 +1,12 @@
 //! The run shared by `transfer` and `reconstruct`: prepare, optimise with a progress bar, and
-//! write the image, the loss log and the plot. Ctrl-C stops after the current iteration and
-//! still writes everything, with the best image so far.
+//! write the image, the loss log and the plot. Ctrl-C (SIGINT) or SIGTERM — what `timeout`,
+//! `docker stop` and CI send — stops after the current iteration and still writes everything,
+//! with the best image so far.
 
+use std::io::Write as _;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -17,16 +19,28 @@ use super::loss_log;
 use crate::cli::RunArgs;
 use crate::plot;
 
-/// Set by the Ctrl-C handler; the run stops at the end of the iteration in progress.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-/// Set while the results are written: a second Ctrl-C then waits instead of quitting, so no
+/// The first stopping signal received (0: none); the run stops at the end of the iteration in
+/// progress.
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+/// Set while the results are written: a second signal then waits instead of quitting, so no
 /// half-written temporary file is left behind.
 static SAVING: AtomicBool = AtomicBool::new(false);
 
-/// Returned when Ctrl-C stopped the run; `main` exits with 130 (128 + SIGINT), as shells expect.
+/// Returned when a signal stopped the run; `main` exits with 128 + the signal's number, as shells
+/// expect (130 for Ctrl-C, 143 for SIGTERM).
 #[derive(Debug, thiserror::Error)]
-#[error("interrupted: wrote the best image so far to {0}")]
-pub struct Interrupted(pub PathBuf);
+#[error("interrupted by {}: wrote the best image so far to {}", signal_name(*.signal), .output.display())]
+pub struct Interrupted {
+    pub output: PathBuf,
+    pub signal: i32,
+}
+
+impl Interrupted {
+    /// 128 + the signal's number.
+    pub fn exit_code(&self) -> u8 {
+        (128 + self.signal).clamp(0, 255) as u8
+    }
+}
 
 /// One optimisation job as the commands describe it.
 pub struct Job<'a> {
@@ -88,7 +102,7 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
                     }
                 }
             }
-            if INTERRUPTED.load(Ordering::SeqCst) {
+            if SIGNAL.load(Ordering::SeqCst) != 0 {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -137,9 +151,11 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
         }
     }
     match summary.stop {
-        Stop::Interrupted if INTERRUPTED.load(Ordering::SeqCst) => {
-            Err(Interrupted(job.output.to_path_buf()).into())
+        Stop::Interrupted if SIGNAL.load(Ordering::SeqCst) != 0 => Err(Interrupted {
+            output: job.output.to_path_buf(),
+            signal: SIGNAL.load(Ordering::SeqCst),
         }
+        .into()),
         Stop::Diverged => anyhow::bail!(
             "the loss stopped being finite after iteration {} (try a smaller --lr); wrote the \
              best image so far (iteration {}) to {}",
@@ -196,16 +212,46 @@ pub fn intermediate_path(output: &Path, iteration: usize, total: usize) -> PathB
     output.with_file_name(format!("{stem}-iter{iteration:0width$}{ext}"))
 }
 
+/// Catches SIGINT and SIGTERM on a thread of their own (signal-hook's iterator, so nothing
+/// runs inside the signal handler itself). A second signal while the last iteration finishes
+/// quits at once, unless the results are being written.
 fn install_interrupt_handler() {
-    // A second Ctrl-C while the last iteration finishes quits at once.
-    let result = ctrlc::set_handler(|| {
-        if INTERRUPTED.swap(true, Ordering::SeqCst) && !SAVING.load(Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\ninterrupted: finishing this iteration, then writing the best image so far (Ctrl-C again quits now)");
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("Ctrl-C and SIGTERM will not save the image: {e}");
+                return;
+            }
+        };
+        std::thread::spawn(move || {
+            for signal in signals.forever() {
+                let first = SIGNAL
+                    .compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok();
+                if !first && !SAVING.load(Ordering::SeqCst) {
+                    std::process::exit(128 + signal);
+                }
+                // `let _`: stderr may be closed; that must not kill this thread.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n{}: finishing this iteration, then writing the best image so far \
+                     (a second signal quits now)",
+                    signal_name(signal)
+                );
+            }
+        });
     });
-    if let Err(e) = result {
-        tracing::warn!("Ctrl-C will not save the image: {e}");
+}
+
+/// `SIGINT (Ctrl-C)`, `SIGTERM`.
+fn signal_name(signal: i32) -> String {
+    match signal {
+        signal_hook::consts::SIGINT => "SIGINT (Ctrl-C)".to_string(),
+        signal_hook::consts::SIGTERM => "SIGTERM".to_string(),
+        other => format!("signal {other}"),
     }
 }
 

@@ -98,7 +98,8 @@ pub fn schedule(run: &RunArgs) -> anyhow::Result<Schedule> {
 }
 
 /// Runs `f` on a pool of `threads` workers (`None`: one per core), so `--threads` bounds every
-/// parallel loop inside, the `gemm` calls included.
+/// parallel loop inside, the `gemm` calls included. More than [`MAX_THREADS_PER_CORE`] per core
+/// is capped, with a warning.
 pub fn on_threads<T>(
     threads: Option<u32>,
     f: impl FnOnce() -> anyhow::Result<T> + Send,
@@ -106,11 +107,35 @@ pub fn on_threads<T>(
 where
     T: Send,
 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0) as usize)
+        .num_threads(thread_count(threads, cores))
         .build()
         .context("starting worker threads")?;
     pool.install(f)
+}
+
+/// Worker threads allowed per logical core. The work is compute-bound, so threads beyond the
+/// cores only contend (1000 threads on 2 cores ran 60× slower); a few per core still lets a
+/// user oversubscribe on purpose, e.g. to measure it.
+pub const MAX_THREADS_PER_CORE: usize = 4;
+
+/// The pool size for `--threads` on `cores` logical cores: 0 (rayon's default, one per core)
+/// when not given, else the request capped at [`MAX_THREADS_PER_CORE`] per core.
+fn thread_count(threads: Option<u32>, cores: usize) -> usize {
+    let Some(requested) = threads else {
+        return 0;
+    };
+    let cap = MAX_THREADS_PER_CORE * cores;
+    if requested as usize > cap {
+        tracing::warn!(
+            "--threads {requested} is more than {MAX_THREADS_PER_CORE} per core ({cores} logical \
+             cores available): using {cap} (extra threads would only slow the run)"
+        );
+        cap
+    } else {
+        requested as usize
+    }
 }
 
 /// The weights to use and where they came from: `--weights`, else the installed ones for the
@@ -139,4 +164,19 @@ pub fn load_weights(
     };
     let w = weights::load_expecting(&path, arch)?;
     Ok((w, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_are_capped_at_a_few_per_core() {
+        assert_eq!(thread_count(None, 2), 0);
+        assert_eq!(thread_count(Some(1), 2), 1);
+        assert_eq!(thread_count(Some(8), 2), 8);
+        assert_eq!(thread_count(Some(9), 2), 8);
+        assert_eq!(thread_count(Some(1000), 2), 8);
+        assert_eq!(thread_count(Some(1000), 64), 256);
+    }
 }

@@ -60,11 +60,7 @@ impl LayerPlan {
                     )));
                 }
                 check_weights("style blend weight", b)?;
-                let sum: f64 = b.iter().sum();
-                if sum <= 0.0 {
-                    return Err(Error::parameter("style blend weights sum to 0"));
-                }
-                b.iter().map(|v| v / sum).collect()
+                blend_shares(b)?
             }
         };
         let regions = match &settings.masks {
@@ -378,6 +374,19 @@ fn parse_all(arch: Architecture, names: &[String]) -> Result<Vec<Layer>> {
         out.push(l);
     }
     Ok(out)
+}
+
+/// Each blend weight's share of their sum. Divided by the largest first, so that weights whose
+/// sum overflows (1e308 twice) keep their proportions instead of all becoming 0.
+fn blend_shares(weights: &[f64]) -> Result<Vec<f64>> {
+    let largest = weights.iter().copied().fold(0.0, f64::max);
+    if largest <= 0.0 {
+        return Err(Error::parameter("style blend weights sum to 0"));
+    }
+    let scaled: Vec<f64> = weights.iter().map(|w| w / largest).collect();
+    // Each term is at most 1, so the sum is at most the count: finite.
+    let sum: f64 = scaled.iter().sum();
+    Ok(scaled.iter().map(|w| w / sum).collect())
 }
 
 fn check_weights(what: &str, values: &[f64]) -> Result<()> {

@@ -234,6 +234,28 @@ fn blended_styles_target_the_weighted_mean_of_their_grams() {
 }
 
 #[test]
+fn blend_weights_whose_sum_overflows_keep_their_proportions() {
+    let content = picture(40, 30, 0.0, false);
+    let styles = [picture(40, 40, 1.0, false), picture(20, 36, 3.0, false)];
+    let target = |blend: Vec<f64>| {
+        let s = TransferSettings {
+            style_blend_weights: Some(blend),
+            ..settings()
+        };
+        let t = Transfer::new(weights(), &content, &styles, &s).unwrap();
+        t.objective.style_losses()[1].target().to_vec()
+    };
+    // 1e308 + 1e308 overflows to infinity; so does f64::MAX + f64::MAX / 3.
+    assert_eq!(target(vec![1e308, 1e308]), target(vec![1.0, 1.0]));
+    let (huge, third) = (target(vec![f64::MAX, f64::MAX / 3.0]), target(vec![3.0, 1.0]));
+    for (a, b) in huge.iter().zip(&third) {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
+    }
+    // Tiny (subnormal) weights too.
+    assert_eq!(target(vec![1e-320, 1e-320]), target(vec![1.0, 1.0]));
+}
+
+#[test]
 fn bad_settings_are_refused_with_a_clear_message() {
     let message = |s: TransferSettings| transfer(&s).err().expect("refused").to_string();
     let unknown = transfer(&TransferSettings {
