@@ -462,7 +462,11 @@ fn a_signal_writes_the_best_image_so_far(signal: &str, code: i32) {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(code), "{}", stderr(&o));
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
-    assert!(stderr(&o).contains(&format!("SIG{signal}")), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("SIG{signal}")),
+        "{}",
+        stderr(&o)
+    );
     assert!(image::open(&out).is_ok(), "best image written");
     let (_, rows) = read_loss_log(&log);
     assert!(rows.len() >= 3, "the log covers the iterations done");
@@ -483,7 +487,11 @@ fn outputs_that_are_not_regular_files_or_cannot_be_created_are_refused_before_th
     std::fs::copy(image("tubingen.jpg"), &content).unwrap();
     let original = std::fs::read(&content).unwrap();
     let fifo = d.join("fifo.csv");
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
     // Never /dev/null itself: the code under test could replace the system's device.
     let null_link = d.join("null.svg");
     symlink("/dev/null", &null_link).unwrap();
@@ -515,11 +523,7 @@ fn outputs_that_are_not_regular_files_or_cannot_be_created_are_refused_before_th
         a
     };
     let mut cases = vec![
-        (
-            "loss log a FIFO",
-            base(&["--loss-log", s(&fifo)]),
-            "FIFO",
-        ),
+        ("loss log a FIFO", base(&["--loss-log", s(&fifo)]), "FIFO"),
         (
             "plot a link to /dev/null",
             base(&["--plot", s(&null_link)]),

@@ -314,7 +314,10 @@ mod tests {
         for (path, what) in [
             (&fifo, "FIFO"),
             (&socket, "socket"),
-            (&null_link, "a link to /dev/null, which is a character device"),
+            (
+                &null_link,
+                "a link to /dev/null, which is a character device",
+            ),
             (&directory, "directory"),
         ] {
             for err in [

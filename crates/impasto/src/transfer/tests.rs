@@ -247,7 +247,10 @@ fn blend_weights_whose_sum_overflows_keep_their_proportions() {
     };
     // 1e308 + 1e308 overflows to infinity; so does f64::MAX + f64::MAX / 3.
     assert_eq!(target(vec![1e308, 1e308]), target(vec![1.0, 1.0]));
-    let (huge, third) = (target(vec![f64::MAX, f64::MAX / 3.0]), target(vec![3.0, 1.0]));
+    let (huge, third) = (
+        target(vec![f64::MAX, f64::MAX / 3.0]),
+        target(vec![3.0, 1.0]),
+    );
     for (a, b) in huge.iter().zip(&third) {
         assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} vs {b}");
     }
