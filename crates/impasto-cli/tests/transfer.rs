@@ -555,12 +555,12 @@ fn outputs_that_are_not_regular_files_or_cannot_be_created_are_refused_before_th
         cases.push((
             "plot in an unwritable directory",
             base(&["--plot", "/sys/impasto-test-plot.svg"]),
-            "/sys",
+            "cannot create a file in /sys",
         ));
         cases.push((
             "loss log in an unwritable directory",
             base(&["--loss-log", "/sys/impasto-test-log.csv"]),
-            "/sys",
+            "cannot create a file in /sys",
         ));
     }
     for (name, args, needle) in cases {

@@ -96,7 +96,7 @@ pub fn check_writable(path: &Path) -> Result<()> {
     let target = destination(path)?;
     temporary_in(parent_dir(&target), &target)
         .map(drop)
-        .map_err(|e| Error::io(parent_dir(&target), e))
+        .map_err(|e| Error::io(path, e))
 }
 
 /// Follows the chain of symbolic links at `path` to the path where it ends (which need not
@@ -172,7 +172,14 @@ fn temporary_in(dir: &Path, target: &Path) -> std::io::Result<(File, tempfile::T
         use std::os::unix::fs::PermissionsExt;
         builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    Ok(builder.tempfile_in(dir)?.into_parts())
+    match builder.tempfile_in(dir) {
+        Ok(file) => Ok(file.into_parts()),
+        // tempfile names its random temporary in the message, which means nothing to the user.
+        Err(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("cannot create a file in {}: {}", dir.display(), e.kind()),
+        )),
+    }
 }
 
 /// The directory a path lives in; a bare file name lives in the current directory.
@@ -349,7 +356,11 @@ mod tests {
             return;
         }
         let err = check_writable(&sys.join("impasto-out.png")).unwrap_err();
-        assert!(err.to_string().starts_with("/sys:"), "{err}");
+        let message = err.to_string();
+        assert!(
+            message.contains("cannot create a file in /sys"),
+            "{message}"
+        );
         // A parent that is a regular file.
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("file");
