@@ -23,7 +23,7 @@ mod load;
 mod resize;
 mod save;
 
-#[cfg(any(test, feature = "fuzzing"))]
+#[cfg(feature = "fuzzing")]
 pub(crate) use load::decode_bytes;
 pub use load::{load, load_with_limits, MAX_FILE_BYTES};
 pub use resize::{fit_long_side, resize};
