@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 
 use zip::ZipArchive;
@@ -199,10 +199,14 @@ enum Source {
         ranges: HashMap<String, (usize, usize)>,
     },
     Zip {
-        archive: Box<ZipArchive<File>>,
+        archive: Box<ZipArchive<Box<dyn ReadSeek>>>,
         prefix: String,
     },
 }
+
+/// What a zip checkpoint is read from: a file, or bytes in memory (the fuzz targets).
+pub(crate) trait ReadSeek: Read + Seek + Send {}
+impl<T: Read + Seek + Send> ReadSeek for T {}
 
 /// An opened checkpoint: the tensors of its state dict, ready to be read.
 pub struct Checkpoint {
@@ -339,10 +343,15 @@ impl Checkpoint {
 
     /// Opens a zip-format checkpoint (`<prefix>/data.pkl`, `<prefix>/data/<key>`).
     pub fn open_zip(path: &Path) -> Result<Checkpoint> {
-        let bad = |m: String| Error::weights(path, m);
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
+        Checkpoint::from_zip_reader(path, Box::new(file))
+    }
+
+    /// [`Checkpoint::open_zip`] on a zip read from `source`; `path` only names it in messages.
+    pub(crate) fn from_zip_reader(path: &Path, source: Box<dyn ReadSeek>) -> Result<Checkpoint> {
+        let bad = |m: String| Error::weights(path, m);
         let mut archive =
-            ZipArchive::new(file).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
+            ZipArchive::new(source).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
         let pickles: Vec<String> = archive
             .file_names()
             .filter_map(|n| n.ok())
@@ -508,9 +517,9 @@ pub(crate) fn read_head(path: &Path, head: &mut [u8]) -> Result<usize> {
 
 /// Reads a whole zip entry, refusing entries larger than `max` bytes. The zip reader checks the
 /// CRC when it reaches the end of the entry.
-pub(crate) fn read_entry(
+pub(crate) fn read_entry<R: Read + Seek>(
     path: &Path,
-    archive: &mut ZipArchive<File>,
+    archive: &mut ZipArchive<R>,
     name: &str,
     max: u64,
 ) -> Result<Vec<u8>> {
