@@ -82,6 +82,9 @@ pub mod bench;
 pub mod color;
 pub mod core;
 pub mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image_io;
 pub mod loss;
 pub mod memory;

@@ -1,12 +1,23 @@
-//! Decoding JPEG, PNG and TIFF files into [`Image`], with the size checked before any pixel is decoded.
+//! Decoding JPEG, PNG and TIFF files into [`Image`], with the format recognised from the first
+//! bytes, the file's size capped and the image's size checked before any pixel is decoded.
 
-use std::io::Cursor;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Cursor, Read, Seek};
 use std::path::Path;
 
 use image::{DynamicImage, ImageDecoder, ImageError, ImageFormat, ImageReader};
 
 use super::{Image, Limits};
 use crate::{Error, Result};
+
+/// The most bytes of an image file that are read: 1 GiB. The largest image within the default
+/// [`Limits`] stored as plainly as it can be (an uncompressed 16-bit RGBA TIFF of 100 megapixels)
+/// is 800 MB; anything longer is not an image we would decode, and reading it would cost its
+/// size in memory (a JPEG is decoded from memory) or time.
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// How much of a file is read to recognise its format (and to tell text from binary).
+const HEAD_BYTES: usize = 256;
 
 /// Loads a JPEG, PNG or TIFF with the default [`Limits`].
 pub fn load(path: &Path) -> Result<Image> {
@@ -18,31 +29,103 @@ pub fn load(path: &Path) -> Result<Image> {
 /// The format is recognised from the content, not the extension, so a PNG saved as `.jpg` still
 /// loads. Grayscale and palette images become RGB with the value replicated; 16-bit images keep
 /// their full precision (`value / 257`). Alpha, when the file has it, is returned separately.
+///
+/// Only the first bytes are read before the format is known, so a file that is not an image
+/// (even `/dev/zero`) is refused at once; files over [`MAX_FILE_BYTES`] are refused. PNG and
+/// TIFF files are decoded as they are read; a JPEG is read into memory first (its decoder needs
+/// that, and so does the check for truncated JPEG data).
 pub fn load_with_limits(path: &Path, limits: &Limits) -> Result<Image> {
-    // The whole file in memory: compressed images are small next to their decoded pixels, and
-    // sniffing and the JPEG truncation check both need random access.
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode(path, &bytes, limits)
+    let mut file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // A regular file's length is known before reading it; pipes and devices are read through
+    // the cap instead.
+    let regular_len = file
+        .metadata()
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len());
+    let head = read_up_to(&mut file, HEAD_BYTES as u64).map_err(|e| Error::io(path, e))?;
+    if head.is_empty() {
+        return Err(Error::image(path, "empty file"));
+    }
+    let format = sniff(path, &head)?;
+    if let Some(len) = regular_len.filter(|&len| len > MAX_FILE_BYTES) {
+        return Err(too_long(path, &format!("is {:.1} GiB", len as f64 / GIB)));
+    }
+    match (format, regular_len) {
+        (ImageFormat::Jpeg, _) | (_, None) => {
+            let mut bytes = head;
+            let rest = read_up_to(&mut file, MAX_FILE_BYTES + 1 - bytes.len() as u64)
+                .map_err(|e| Error::io(path, e))?;
+            bytes.extend(rest);
+            if bytes.len() as u64 > MAX_FILE_BYTES {
+                return Err(too_long(path, "goes on for longer"));
+            }
+            if format == ImageFormat::Jpeg {
+                check_jpeg(path, &bytes)?;
+            }
+            decode(path, Cursor::new(bytes), format, limits)
+        }
+        (_, Some(_)) => {
+            file.rewind().map_err(|e| Error::io(path, e))?;
+            decode(path, BufReader::new(file), format, limits)
+        }
+    }
 }
 
-fn decode(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> {
+/// Decodes an image from bytes already in memory; `path` only names it in messages. What the
+/// fuzz target calls: [`load_with_limits`] less the file handling.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn decode_bytes(path: &Path, bytes: &[u8], limits: &Limits) -> Result<Image> {
     if bytes.is_empty() {
         return Err(Error::image(path, "empty file"));
     }
-    let format = sniff(path, bytes)?;
-    let name = format_name(format);
-    // zune-jpeg fills missing rows with grey rather than failing, so a half-downloaded photo
-    // would otherwise be accepted silently.
-    if format == ImageFormat::Jpeg && jpeg_is_truncated(bytes) {
+    let format = sniff(path, &bytes[..bytes.len().min(HEAD_BYTES)])?;
+    if format == ImageFormat::Jpeg {
+        check_jpeg(path, bytes)?;
+    }
+    decode(path, Cursor::new(bytes), format, limits)
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+fn too_long(path: &Path, what: &str) -> Error {
+    Error::limits(format!(
+        "{}: the file {what}; image files over {:.0} GiB are not read",
+        path.display(),
+        MAX_FILE_BYTES as f64 / GIB
+    ))
+}
+
+/// Reads until `limit` bytes or the end of the file, whichever comes first.
+fn read_up_to(file: &mut File, limit: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    file.by_ref().take(limit).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Refuses a JPEG that ends before its image does: zune-jpeg fills missing rows with grey rather
+/// than failing, so a half-downloaded photo would otherwise be accepted silently.
+fn check_jpeg(path: &Path, bytes: &[u8]) -> Result<()> {
+    if jpeg_is_truncated(bytes) {
         return Err(Error::image(
             path,
             "truncated JPEG data (the file ends before the image does)",
         ));
     }
+    Ok(())
+}
+
+fn decode<R: BufRead + Seek>(
+    path: &Path,
+    source: R,
+    format: ImageFormat,
+    limits: &Limits,
+) -> Result<Image> {
+    let name = format_name(format);
 
     // No limits while reading the header, so that an oversized image gets our message naming its
     // size; the allocation limit is applied once the size has been accepted.
-    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut reader = ImageReader::with_format(source, format);
     reader.no_limits();
     let mut decoder = reader
         .into_decoder()
@@ -204,7 +287,7 @@ fn check_size(path: &Path, width: u32, height: u32, limits: &Limits) -> Result<(
 fn decode_error(path: &Path, name: &str, error: ImageError) -> Error {
     match error {
         ImageError::Limits(e) => Error::Limits(format!("{}: {e}", path.display())),
-        // Reading from memory, so an I/O error can only mean the data ran out.
+        // The data ran out before the image did.
         ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             Error::image(path, format!("truncated {name} data"))
         }
@@ -674,6 +757,117 @@ mod tests {
             max_side: 10,
         };
         assert!(load_with_limits(&path, &exact).is_ok());
+    }
+
+    /// A PNG of `bytes` as a test writes it, for the loader to read back.
+    fn png_bytes(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_fn(width, height, |x, y| Rgb([x as u8, y as u8, 7]));
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn dev_zero_is_refused_from_its_first_bytes() {
+        // Reading the whole "file" first never ends: memory grows until the kernel kills us.
+        let started = std::time::Instant::now();
+        let text = message(load(Path::new("/dev/zero")));
+        assert!(text.contains("unrecognised content"), "{text}");
+        assert!(started.elapsed().as_secs_f64() < 5.0);
+    }
+
+    #[test]
+    fn a_gigabyte_of_zeros_named_jpg_is_refused_without_reading_it() {
+        let d = dir();
+        let path = d.path().join("zeros.jpg");
+        // Sparse: no disk, but 1 GiB of memory and time for a loader that reads it all.
+        File::create(&path).unwrap().set_len(1 << 30).unwrap();
+        let started = std::time::Instant::now();
+        let text = message(load(&path));
+        let took = started.elapsed().as_secs_f64();
+        assert!(text.contains("unrecognised content"), "{text}");
+        assert!(took < 0.1, "took {took:.3} s");
+    }
+
+    #[test]
+    fn a_file_over_the_byte_cap_is_refused_before_it_is_read() {
+        let d = dir();
+        let path = d.path().join("endless.png");
+        let mut file = File::create(&path).unwrap();
+        std::io::Write::write_all(&mut file, &png_bytes(4, 4)).unwrap();
+        file.set_len(MAX_FILE_BYTES + 1).unwrap();
+        let started = std::time::Instant::now();
+        let err = load(&path).unwrap_err();
+        assert!(matches!(err, Error::Limits(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.contains("endless.png") && text.contains("image files over 1 GiB are not read"),
+            "{text}"
+        );
+        assert!(started.elapsed().as_secs_f64() < 0.1);
+    }
+
+    /// A FIFO at `path` (`mkfifo`), or `None` where there is no such command.
+    fn fifo(path: &Path) -> Option<()> {
+        let made = std::process::Command::new("mkfifo").arg(path).status();
+        made.ok().filter(|s| s.success()).map(|_| ())
+    }
+
+    #[test]
+    fn a_pipe_is_read_only_as_far_as_it_needs() {
+        let d = dir();
+        let path = d.path().join("pipe.png");
+        if fifo(&path).is_none() {
+            return;
+        }
+        // Not an image: refused after its first bytes, although the writer never closes the
+        // pipe (a loader that reads to the end would wait for ever).
+        let writer_path = path.clone();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&writer_path)
+                .unwrap();
+            let _ = std::io::Write::write_all(&mut w, &[0u8; 4096]);
+            let _ = done_rx.recv();
+        });
+        let text = message(load(&path));
+        assert!(text.contains("unrecognised content"), "{text}");
+        done_tx.send(()).unwrap();
+        writer.join().unwrap();
+
+        // A real image through a pipe loads (read into memory, within the cap).
+        let writer_path = path.clone();
+        let writer = std::thread::spawn(move || {
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&writer_path)
+                .unwrap();
+            std::io::Write::write_all(&mut w, &png_bytes(5, 3)).unwrap();
+        });
+        let loaded = load(&path).unwrap();
+        writer.join().unwrap();
+        assert_eq!((loaded.width, loaded.height), (5, 3));
+    }
+
+    #[test]
+    fn decode_bytes_matches_the_file_loader() {
+        let d = dir();
+        let path = d.path().join("same.jpg");
+        let jpeg = jpeg_bytes(12, 9);
+        std::fs::write(&path, &jpeg).unwrap();
+        let limits = Limits::default();
+        assert_eq!(
+            decode_bytes(&path, &jpeg, &limits).unwrap(),
+            load(&path).unwrap()
+        );
+        let text = decode_bytes(&path, &jpeg[..jpeg.len() / 2], &limits)
+            .unwrap_err()
+            .to_string();
+        assert!(text.contains("truncated JPEG data"), "{text}");
+        assert!(decode_bytes(&path, &[], &limits).is_err());
     }
 
     #[test]

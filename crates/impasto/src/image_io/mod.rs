@@ -23,7 +23,9 @@ mod load;
 mod resize;
 mod save;
 
-pub use load::{load, load_with_limits};
+#[cfg(feature = "fuzzing")]
+pub(crate) use load::decode_bytes;
+pub use load::{load, load_with_limits, MAX_FILE_BYTES};
 pub use resize::{fit_long_side, resize};
 pub use save::{check_output_path, check_output_path_with_depth, save, save_with_depth, BitDepth};
 

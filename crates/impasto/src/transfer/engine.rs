@@ -390,6 +390,11 @@ struct Prepared {
     optimizer: OptimizerSettings,
 }
 
+/// The longest side a working image (the content at `size`, or a style image at `size × style
+/// scale`) may have: the CLI's bound on `--size`. Far beyond any memory today, and small enough
+/// that no size computation (pixels × channels × bytes, summed over layers) can overflow.
+pub(crate) const MAX_WORKING_SIDE: usize = 1 << 20;
+
 /// Core sizes tried, largest first, when the whole image does not fit: larger cores waste less
 /// on halos (a halo is 96 px for relu5_1).
 const TILE_CORES: [usize; 7] = [1024, 768, 512, 384, 256, 192, 128];
@@ -496,11 +501,25 @@ fn prepare(
             weights.architecture, settings.architecture
         )));
     }
-    let plan = LayerPlan::new(settings, styles.len())?;
-    let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
+    if settings.size > MAX_WORKING_SIDE {
+        return Err(Error::limits(format!(
+            "size {} px is more than the {MAX_WORKING_SIDE} px a working image may have",
+            settings.size
+        )));
+    }
+    // In f64 and checked before the cast: `size × style scale` can be any positive number.
     let style_long = (settings.size as f64 * settings.style_scale)
         .round()
-        .max(1.0) as usize;
+        .max(1.0);
+    if !styles.is_empty() && style_long > MAX_WORKING_SIDE as f64 {
+        return Err(Error::limits(format!(
+            "--style-scale {}: the style images would be resized to a long side of {style_long:.0}              px (size {} × style scale), more than the {MAX_WORKING_SIDE} px a working image may              have; use a smaller --style-scale",
+            settings.style_scale, settings.size
+        )));
+    }
+    let style_long = style_long as usize;
+    let plan = LayerPlan::new(settings, styles.len())?;
+    let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
     let style_sizes: Vec<(usize, usize)> = styles
         .iter()
         .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
@@ -514,7 +533,17 @@ fn prepare(
     let net: Vgg = Vgg::with_options(weights, &options)?;
     let sizes = ((width, height), style_sizes.as_slice());
     let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
-    let what = format!("a {width}×{height} transfer");
+    let mut what = format!("a {width}×{height} transfer");
+    // Name the style scale when it makes the styles larger than the image: that is then what a
+    // user can change.
+    if let Some(&(sw, sh)) = style_sizes.iter().max_by_key(|(w, h)| w * h) {
+        if sw * sh > width * height && settings.style_scale != 1.0 {
+            what += &format!(
+                " with style images of up to {sw}×{sh} (--style-scale {})",
+                settings.style_scale
+            );
+        }
+    }
     let (tiling, optimizer, needed) = fit_to_memory(&net, &plan, sizes, settings, whole)?;
     match &tiling {
         None => memory::ensure_available(needed, &what)?,
@@ -565,8 +594,9 @@ fn in_context(what: String) -> impl FnOnce(Error) -> Error {
 
 /// Bytes a transfer will hold at its peak: kernels, the network's buffers at the working size
 /// (or the largest style image's, while targets are computed; or one tile's window for all of
-/// them), the content targets, the optimiser's state and the images being optimised.
-fn memory_estimate(
+/// them), the content targets, the optimiser's state, the images being optimised and the style
+/// images at their working size.
+pub(super) fn memory_estimate(
     net: &Vgg,
     plan: &LayerPlan,
     ((width, height), style_sizes): ((usize, usize), &[(usize, usize)]),
@@ -626,5 +656,20 @@ fn memory_estimate(
     let images = 6 * len * f32s;
     let optimizer = settings.optimizer.state_bytes(len as usize) as u64;
     let masks = plan.mask_bytes(settings.architecture, (width, height), style_sizes);
-    Ok(net.kernel_bytes() as u64 + buffers + content_targets + images + optimizer + masks)
+    Ok(net.kernel_bytes() as u64
+        + buffers
+        + content_targets
+        + images
+        + optimizer
+        + masks
+        + style_image_bytes(style_sizes))
+}
+
+/// The style images at their working size, all held while the targets are computed (RGB and
+/// alpha as f32), and the resampler's output buffer for the largest while it is made.
+fn style_image_bytes(style_sizes: &[(usize, usize)]) -> u64 {
+    let pixels = |&(w, h): &(usize, usize)| w as u64 * h as u64;
+    let all: u64 = style_sizes.iter().map(pixels).sum();
+    let largest = style_sizes.iter().map(pixels).max().unwrap_or(0);
+    (4 * all + 3 * largest) * std::mem::size_of::<f32>() as u64
 }

@@ -346,6 +346,75 @@ fn sizes_beyond_memory_are_refused_before_allocating() {
 }
 
 #[test]
+fn an_absurd_style_scale_is_refused_naming_it() {
+    // 32 px × 1e6: once an abort ("memory allocation of 30720000000000000 bytes failed") after
+    // the size arithmetic had overflowed. Also through the coarse-to-fine preflight.
+    for scale in [1e6, 1e300, f64::MAX] {
+        let s = TransferSettings {
+            style_scale: scale,
+            ..settings()
+        };
+        let err = transfer(&s).err().expect("refused");
+        assert!(matches!(err, Error::Limits(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("--style-scale") && text.contains("1048576 px"),
+            "{text}"
+        );
+    }
+    let s = TransferSettings {
+        size: (1 << 20) + 1,
+        ..settings()
+    };
+    assert!(matches!(transfer(&s), Err(Error::Limits(_))));
+}
+
+#[test]
+fn style_images_larger_than_memory_are_refused_before_resizing() {
+    // A scale whose resized style image alone (12 bytes a pixel) is more than the memory there
+    // is: refused from the estimate, whole or in tiles (the tiled estimate once left the style
+    // images out, and the resize then ran for minutes or aborted).
+    let Some(avail) = crate::memory::available_bytes() else {
+        return;
+    };
+    let long = ((avail as f64 / 12.0).sqrt() * 1.2).min((1 << 20) as f64);
+    for tiles in [TileSize::Auto, TileSize::Core(128)] {
+        let s = TransferSettings {
+            style_scale: long / 32.0,
+            tiles,
+            ..settings()
+        };
+        let started = std::time::Instant::now();
+        let err = transfer(&s).err().expect("refused");
+        assert!(matches!(err, Error::Limits(_)), "{err}");
+        let text = err.to_string();
+        assert!(
+            text.contains("needs about") && text.contains("--style-scale"),
+            "{text}"
+        );
+        assert!(started.elapsed().as_secs_f64() < 5.0);
+    }
+}
+
+#[test]
+fn style_images_count_in_the_memory_estimate_whole_and_tiled() {
+    use super::engine::memory_estimate;
+    use super::targets::LayerPlan;
+    let s = settings();
+    let plan = LayerPlan::new(&s, 1).unwrap();
+    let net: crate::model::Vgg = crate::model::Vgg::new(weights(), s.pooling).unwrap();
+    let tiling = crate::loss::Tiling::new(s.architecture, &plan.taps(), 16).unwrap();
+    let style = (3000, 2000);
+    let small = memory_estimate(&net, &plan, ((32, 24), &[(32, 32)]), &s, Some(&tiling)).unwrap();
+    let large = memory_estimate(&net, &plan, ((32, 24), &[style]), &s, Some(&tiling)).unwrap();
+    let rgb = 3000 * 2000 * 3 * 4;
+    assert!(large >= small + rgb, "{large} < {small} + {rgb}");
+    let whole = memory_estimate(&net, &plan, ((32, 24), &[style]), &s, None).unwrap();
+    let features = net.workspace_bytes(2000, 3000, &plan.style).unwrap() as u64;
+    assert!(whole >= features + rgb, "{whole} < {features} + {rgb}");
+}
+
+#[test]
 fn the_lbfgs_history_counts_in_the_memory_estimate() {
     let lbfgs = |history| {
         OptimizerSettings::Lbfgs(LbfgsConfig {

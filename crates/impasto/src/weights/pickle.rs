@@ -9,6 +9,9 @@
 //! (an object memoised before it is filled is seen filled); the result is then copied out into a
 //! plain [`Value`] tree, with limits on depth (which also catches self-referencing structures)
 //! and on total size (which stops a small file from expanding into a huge tree through the memo).
+//! The machine itself counts, as it runs, every object, stack entry, memo entry and mark it makes
+//! and every byte of string it copies, against the same bounds ([`MAX_OBJECTS`],
+//! [`MAX_PAYLOAD_BYTES`]), so no pickle makes it allocate more than about 200 MB before failing.
 //! Every length field is checked against the bytes that remain before anything is allocated.
 
 use std::collections::HashMap;
@@ -130,15 +133,28 @@ impl std::error::Error for PickleError {}
 pub const MAX_PROTOCOL: u8 = 5;
 /// Deepest nesting of containers accepted (also the guard against self-referencing objects).
 pub const MAX_DEPTH: usize = 200;
-/// Most objects the decoded tree may hold, counting copies made through the memo.
-pub const MAX_OBJECTS: usize = 2_000_000;
-/// Most string and byte content the decoded tree may hold, counting copies made through the memo.
-pub const MAX_PAYLOAD_BYTES: usize = 256 << 20;
+/// Most objects a pickle may make while it is read (every object created, every push onto the
+/// stack, memo entry and mark counts one), and most objects the decoded tree may hold, counting
+/// copies made through the memo. A VGG19 state dict takes a few thousand; the bound keeps what a
+/// hostile pickle can make the reader allocate to about 150 MB.
+pub const MAX_OBJECTS: usize = 1_000_000;
+/// Most string and byte content a pickle may create while it is read, and that the decoded tree
+/// may hold once shared objects are copied. A state dict's keys take a few kilobytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 /// Longest text line (`GLOBAL`, `PERSID`).
 const MAX_LINE: usize = 4096;
 
 /// Reads one pickle starting at `start`; returns the value and the offset just past its `STOP`.
 pub fn parse_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError> {
+    parse_measured(data, start).map(|(value, end, _)| (value, end))
+}
+
+/// [`parse_at`], also returning how much of [`MAX_OBJECTS`] and [`MAX_PAYLOAD_BYTES`] the
+/// machine spent: what sizing those bounds against real checkpoints needs.
+pub(crate) fn parse_measured(
+    data: &[u8],
+    start: usize,
+) -> Result<(Value, usize, (usize, usize)), PickleError> {
     let mut m = Machine {
         data,
         pos: start,
@@ -147,6 +163,8 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError
         stack: Vec::new(),
         marks: Vec::new(),
         memo: HashMap::new(),
+        objects: 0,
+        payload: 0,
     };
     let top = m.run()?;
     let end = m.pos;
@@ -155,7 +173,7 @@ pub fn parse_at(data: &[u8], start: usize) -> Result<(Value, usize), PickleError
         payload: MAX_PAYLOAD_BYTES,
     };
     let value = m.materialize(top, 0, &mut budget)?;
-    Ok((value, end))
+    Ok((value, end, (m.objects, m.payload)))
 }
 
 /// Reads a whole pickle; bytes after its `STOP` are an error.
@@ -196,6 +214,10 @@ struct Machine<'a> {
     stack: Vec<Id>,
     marks: Vec<usize>,
     memo: HashMap<u32, Id>,
+    /// Spent so far of [`MAX_OBJECTS`] and [`MAX_PAYLOAD_BYTES`]: checked as the machine runs,
+    /// so that no pickle can make it allocate more than those allow before failing.
+    objects: usize,
+    payload: usize,
 }
 
 // Opcodes (pickletools names).
@@ -324,22 +346,53 @@ impl<'a> Machine<'a> {
     fn push_string(&mut self, n: u64, what: &str) -> Result<(), PickleError> {
         let bytes = self.take(n, what)?;
         let s = self.utf8(bytes, what)?;
-        self.push_leaf(Value::Str(s));
+        self.push_leaf(Value::Str(s))
+    }
+
+    /// Counts one more object (or stack slot, memo entry, mark) against [`MAX_OBJECTS`].
+    fn spend_object(&mut self) -> Result<(), PickleError> {
+        self.objects += 1;
+        if self.objects > MAX_OBJECTS {
+            return Err(self.err(format!(
+                "more than {MAX_OBJECTS} objects, stack entries and memo entries"
+            )));
+        }
         Ok(())
     }
 
-    fn alloc(&mut self, node: Node) -> Id {
+    /// Counts `n` more bytes of strings against [`MAX_PAYLOAD_BYTES`].
+    fn spend_payload(&mut self, n: usize) -> Result<(), PickleError> {
+        self.payload = self.payload.saturating_add(n);
+        if self.payload > MAX_PAYLOAD_BYTES {
+            return Err(self.err(format!(
+                "more than {MAX_PAYLOAD_BYTES} bytes of strings and bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    fn alloc(&mut self, node: Node) -> Result<Id, PickleError> {
+        self.spend_object()?;
+        if let Node::Leaf(v) = &node {
+            self.spend_payload(payload_of(v))?;
+        }
         self.arena.push(node);
-        self.arena.len() - 1
+        Ok(self.arena.len() - 1)
     }
 
-    fn push(&mut self, node: Node) {
-        let id = self.alloc(node);
+    fn push_id(&mut self, id: Id) -> Result<(), PickleError> {
+        self.spend_object()?;
         self.stack.push(id);
+        Ok(())
     }
 
-    fn push_leaf(&mut self, v: Value) {
-        self.push(Node::Leaf(v));
+    fn push(&mut self, node: Node) -> Result<(), PickleError> {
+        let id = self.alloc(node)?;
+        self.push_id(id)
+    }
+
+    fn push_leaf(&mut self, v: Value) -> Result<(), PickleError> {
+        self.push(Node::Leaf(v))
     }
 
     fn pop(&mut self, op: &str) -> Result<Id, PickleError> {
@@ -373,7 +426,9 @@ impl<'a> Machine<'a> {
 
     fn memo_put(&mut self, key: u32, op: &str) -> Result<(), PickleError> {
         let id = self.top(op)?;
-        self.memo.insert(key, id);
+        if self.memo.insert(key, id).is_none() {
+            self.spend_object()?;
+        }
         Ok(())
     }
 
@@ -381,8 +436,7 @@ impl<'a> Machine<'a> {
         let Some(&id) = self.memo.get(&key) else {
             return Err(self.err(format!("memo entry {key} is read before it is written")));
         };
-        self.stack.push(id);
-        Ok(())
+        self.push_id(id)
     }
 
     fn leaf(&self, id: Id) -> Option<&Value> {
@@ -440,7 +494,10 @@ impl<'a> Machine<'a> {
                     }
                     return self.pop("STOP");
                 }
-                MARK => self.marks.push(self.stack.len()),
+                MARK => {
+                    self.spend_object()?;
+                    self.marks.push(self.stack.len());
+                }
                 POP => {
                     if self.stack.len() > self.marks.last().copied().unwrap_or(0) {
                         self.stack.pop();
@@ -453,27 +510,27 @@ impl<'a> Machine<'a> {
                 }
                 DUP => {
                     let id = self.top("DUP")?;
-                    self.stack.push(id);
+                    self.push_id(id)?;
                 }
-                NONE => self.push_leaf(Value::None),
-                NEWTRUE => self.push_leaf(Value::Bool(true)),
-                NEWFALSE => self.push_leaf(Value::Bool(false)),
+                NONE => self.push_leaf(Value::None)?,
+                NEWTRUE => self.push_leaf(Value::Bool(true))?,
+                NEWFALSE => self.push_leaf(Value::Bool(false))?,
                 BININT => {
                     let v = self.i32("BININT")?;
-                    self.push_leaf(Value::Int(v.into()));
+                    self.push_leaf(Value::Int(v.into()))?;
                 }
                 BININT1 => {
                     let v = self.u8("BININT1")?;
-                    self.push_leaf(Value::Int(v.into()));
+                    self.push_leaf(Value::Int(v.into()))?;
                 }
                 BININT2 => {
                     let v = self.u16("BININT2")?;
-                    self.push_leaf(Value::Int(v.into()));
+                    self.push_leaf(Value::Int(v.into()))?;
                 }
                 LONG1 => {
                     let n = self.u8("LONG1")?;
                     let bytes = self.take(n.into(), "LONG1")?;
-                    self.push_leaf(long_value(bytes));
+                    self.push_leaf(long_value(bytes))?;
                 }
                 LONG4 => {
                     let n = self.i32("LONG4")?;
@@ -481,11 +538,11 @@ impl<'a> Machine<'a> {
                         return Err(self.err(format!("LONG4 with negative length {n}")));
                     }
                     let bytes = self.take(n as u64, "LONG4")?;
-                    self.push_leaf(long_value(bytes));
+                    self.push_leaf(long_value(bytes))?;
                 }
                 BINFLOAT => {
                     let v = f64::from_be_bytes(self.take_array("BINFLOAT")?);
-                    self.push_leaf(Value::Float(v));
+                    self.push_leaf(Value::Float(v))?;
                 }
                 BINUNICODE => {
                     let n = self.u32("BINUNICODE")?;
@@ -514,24 +571,24 @@ impl<'a> Machine<'a> {
                 BINBYTES => {
                     let n = self.u32("BINBYTES")?;
                     let b = self.take(n.into(), "BINBYTES")?.to_vec();
-                    self.push_leaf(Value::Bytes(b));
+                    self.push_leaf(Value::Bytes(b))?;
                 }
                 SHORT_BINBYTES => {
                     let n = self.u8("SHORT_BINBYTES")?;
                     let b = self.take(n.into(), "SHORT_BINBYTES")?.to_vec();
-                    self.push_leaf(Value::Bytes(b));
+                    self.push_leaf(Value::Bytes(b))?;
                 }
                 BINBYTES8 => {
                     let n = self.u64("BINBYTES8")?;
                     let b = self.take(n, "BINBYTES8")?.to_vec();
-                    self.push_leaf(Value::Bytes(b));
+                    self.push_leaf(Value::Bytes(b))?;
                 }
-                EMPTY_TUPLE => self.push(Node::Tuple(Vec::new())),
-                EMPTY_LIST => self.push(Node::List(Vec::new())),
-                EMPTY_DICT => self.push(Node::Dict(Vec::new())),
+                EMPTY_TUPLE => self.push(Node::Tuple(Vec::new()))?,
+                EMPTY_LIST => self.push(Node::List(Vec::new()))?,
+                EMPTY_DICT => self.push(Node::Dict(Vec::new()))?,
                 TUPLE => {
                     let items = self.pop_mark("TUPLE")?;
-                    self.push(Node::Tuple(items));
+                    self.push(Node::Tuple(items))?;
                 }
                 TUPLE1 | TUPLE2 | TUPLE3 => {
                     let n = usize::from(op - TUPLE1) + 1;
@@ -540,7 +597,7 @@ impl<'a> Machine<'a> {
                         items.push(self.pop("TUPLE1/2/3")?);
                     }
                     items.reverse();
-                    self.push(Node::Tuple(items));
+                    self.push(Node::Tuple(items))?;
                 }
                 BINPUT => {
                     let k = self.u8("BINPUT")?;
@@ -565,7 +622,7 @@ impl<'a> Machine<'a> {
                 GLOBAL => {
                     let module = self.line("GLOBAL module")?;
                     let name = self.line("GLOBAL name")?;
-                    self.push_leaf(Value::Global { module, name });
+                    self.push_leaf(Value::Global { module, name })?;
                 }
                 STACK_GLOBAL => {
                     let name = self.pop("STACK_GLOBAL")?;
@@ -579,7 +636,7 @@ impl<'a> Machine<'a> {
                         module: module.clone(),
                         name: name.clone(),
                     };
-                    self.push_leaf(g);
+                    self.push_leaf(g)?;
                 }
                 REDUCE | NEWOBJ => {
                     let args = self.pop("REDUCE")?;
@@ -589,9 +646,9 @@ impl<'a> Machine<'a> {
                         .is_some_and(|c| c.is_global("collections", "OrderedDict"));
                     let no_args = matches!(&self.arena[args], Node::Tuple(t) if t.is_empty());
                     if is_ordered_dict && no_args {
-                        self.push(Node::Dict(Vec::new()));
+                        self.push(Node::Dict(Vec::new()))?;
                     } else {
-                        self.push(Node::Call { callable, args });
+                        self.push(Node::Call { callable, args })?;
                     }
                 }
                 BUILD => {
@@ -599,17 +656,17 @@ impl<'a> Machine<'a> {
                     let target = self.top("BUILD")?;
                     // Keep the target's id (the memo may refer to it) and move its old content.
                     let old = std::mem::replace(&mut self.arena[target], Node::Leaf(Value::None));
-                    let object = self.alloc(old);
+                    let object = self.alloc(old)?;
                     self.arena[target] = Node::Build { object, state };
                 }
                 BINPERSID => {
                     let pid = self.pop("BINPERSID")?;
-                    self.push(Node::PersistentId(pid));
+                    self.push(Node::PersistentId(pid))?;
                 }
                 PERSID => {
                     let pid = self.line("PERSID")?;
-                    let id = self.alloc(Node::Leaf(Value::Str(pid)));
-                    self.push(Node::PersistentId(id));
+                    let id = self.alloc(Node::Leaf(Value::Str(pid)))?;
+                    self.push(Node::PersistentId(id))?;
                 }
                 SETITEM => {
                     let value = self.pop("SETITEM")?;
@@ -687,12 +744,7 @@ impl<'a> Machine<'a> {
         let d = depth + 1;
         Ok(match &self.arena[id] {
             Node::Leaf(v) => {
-                let payload = match v {
-                    Value::Str(s) => s.len(),
-                    Value::Bytes(b) | Value::BigInt(b) => b.len(),
-                    Value::Global { module, name } => module.len() + name.len(),
-                    _ => 0,
-                };
+                let payload = payload_of(v);
                 if payload > budget.payload {
                     return Err(fail(format!(
                         "more than {MAX_PAYLOAD_BYTES} bytes of strings once shared objects are copied"
@@ -736,6 +788,16 @@ impl<'a> Machine<'a> {
         ids.iter()
             .map(|&i| self.materialize(i, depth, budget))
             .collect()
+    }
+}
+
+/// Bytes of strings a leaf holds.
+fn payload_of(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => s.len(),
+        Value::Bytes(b) | Value::BigInt(b) => b.len(),
+        Value::Global { module, name } => module.len() + name.len(),
+        _ => 0,
     }
 }
 
@@ -959,7 +1021,58 @@ mod tests {
         }
         data.extend(b"h\x04.");
         let e = err_of(&data);
-        assert!(e.message.contains("more than 2000000 objects"), "{e}");
+        assert!(e.message.contains("more than 1000000 objects"), "{e}");
+    }
+
+    #[test]
+    fn empty_lists_are_counted_while_parsing() {
+        // `]` makes an empty list per byte: a 256 MiB pickle of them made ~15 GiB of arena
+        // before the old reader found that STOP was missing.
+        let mut data = b"\x80\x02".to_vec();
+        data.extend(std::iter::repeat_n(EMPTY_LIST, MAX_OBJECTS + 10));
+        data.push(STOP);
+        let e = err_of(&data);
+        assert!(e.message.contains("more than 1000000 objects"), "{e}");
+        // It stops as soon as the budget is spent, not at the end: half the objects are lists,
+        // half their stack slots.
+        assert!(e.offset <= 2 + MAX_OBJECTS / 2 + 1, "{e}");
+    }
+
+    #[test]
+    fn stack_and_memo_growth_is_counted_while_parsing() {
+        // DUP pushes a reference without a new object; LONG_BINPUT fills the memo.
+        let mut dups = b"\x80\x02]".to_vec();
+        dups.extend(std::iter::repeat_n(DUP, MAX_OBJECTS + 10));
+        dups.push(STOP);
+        assert!(err_of(&dups).message.contains("objects"));
+        let mut memo = b"\x80\x02N".to_vec();
+        for k in 0..(MAX_OBJECTS as u32 + 10) {
+            memo.push(LONG_BINPUT);
+            memo.extend(k.to_le_bytes());
+        }
+        memo.push(STOP);
+        let e = err_of(&memo);
+        assert!(e.message.contains("objects"), "{e}");
+        let mut marks = b"\x80\x02".to_vec();
+        marks.extend(std::iter::repeat_n(MARK, MAX_OBJECTS + 10));
+        assert!(err_of(&marks).message.contains("objects"));
+    }
+
+    #[test]
+    fn strings_copied_by_stack_global_are_counted_while_parsing() {
+        // A 64 KiB string memoised once, then STACK_GLOBAL on two references to it, again and
+        // again: each copies 128 KiB into a new global, so a 1 MB pickle could make gigabytes.
+        let mut data = b"\x80\x04".to_vec();
+        data.push(BINUNICODE);
+        data.extend((64u32 << 10).to_le_bytes());
+        data.extend(std::iter::repeat_n(b'x', 64 << 10));
+        data.extend([BINPUT, 0, POP]);
+        for _ in 0..1000 {
+            data.extend([BINGET, 0, BINGET, 0, STACK_GLOBAL, POP]);
+        }
+        data.extend([NONE, STOP]);
+        let e = err_of(&data);
+        assert!(e.message.contains("bytes of strings"), "{e}");
     }
 
     #[test]

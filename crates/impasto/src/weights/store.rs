@@ -358,11 +358,16 @@ pub fn read_metadata(path: &Path) -> Result<StoreMetadata> {
 
 /// Reads and fully validates a stored weights file.
 pub fn read(path: &Path) -> Result<VggWeights> {
-    let bad = |m: String| Error::weights(path, m);
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SafeTensors::deserialize(&bytes)
+    from_bytes(path, &bytes)
+}
+
+/// [`read`] on the file's bytes; `path` only names it in messages.
+pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<VggWeights> {
+    let bad = |m: String| Error::weights(path, m);
+    let st = SafeTensors::deserialize(bytes)
         .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
+    let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
     let meta = parse_metadata(header.metadata().as_ref()).map_err(&bad)?;
 
