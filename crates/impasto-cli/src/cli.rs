@@ -531,7 +531,9 @@ mod tests {
             (PathBuf::from("a.pth"), Some("mine"), false)
         );
         assert!(matches!(
-            parse(&["weights", "import", "a.pth", "--force"]).unwrap().command,
+            parse(&["weights", "import", "a.pth", "--force"])
+                .unwrap()
+                .command,
             Command::Weights(WeightsCommand::Import { force: true, .. })
         ));
         assert!(

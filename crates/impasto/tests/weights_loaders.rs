@@ -1179,7 +1179,8 @@ fn foreign_files_are_named_and_refused() {
 fn import_refuses_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["../evil", "a/b", "", ".hidden", "x y"] {
-        let e = weights::import_into(dir.path(), &torchvision_path(), Some(name), false).unwrap_err();
+        let e =
+            weights::import_into(dir.path(), &torchvision_path(), Some(name), false).unwrap_err();
         assert_contains(&e.to_string(), &["invalid weights name"]);
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -1363,7 +1364,8 @@ fn flip_last_byte(path: &Path) {
 #[test]
 fn the_cache_checksum_catches_corruption_and_names_the_remedy() {
     let dir = tempfile::tempdir().unwrap();
-    let stored = weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
+    let stored =
+        weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
     let meta = store::read_metadata(&stored).unwrap();
     let sum = meta.tensors_checksum.expect("a checksum in the metadata");
     assert_eq!(sum.len(), 32);
@@ -1411,7 +1413,8 @@ fn the_cache_checksum_catches_corruption_and_names_the_remedy() {
 #[test]
 fn files_written_before_the_checksum_still_load() {
     let dir = tempfile::tempdir().unwrap();
-    let stored = weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
+    let stored =
+        weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
     let good = weights::load(&stored).unwrap();
     // The same file as an older impasto wrote it: no checksum key.
     let bytes = std::fs::read(&stored).unwrap();
@@ -1422,7 +1425,10 @@ fn files_written_before_the_checksum_still_load() {
     let old = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
     let old_path = write(dir.path(), "old.safetensors", &old);
     assert_eq!(weights::load(&old_path).unwrap(), good);
-    assert_eq!(store::read_metadata(&old_path).unwrap().tensors_checksum, None);
+    assert_eq!(
+        store::read_metadata(&old_path).unwrap().tensors_checksum,
+        None
+    );
     let (ok, broken) = store::check_weights_dir(dir.path()).unwrap();
     assert_eq!((ok.len(), broken.len()), (2, 0));
     // ...and are still checked by everything else: a NaN in one is refused.
@@ -1439,7 +1445,10 @@ fn files_written_before_the_checksum_still_load() {
         "badsum.safetensors",
         &safetensors::serialize(st.tensors(), Some(meta)).unwrap(),
     );
-    assert_contains(&load_err(&p), &["tensors_xxh3_128 `xyz` is not 32 hex digits"]);
+    assert_contains(
+        &load_err(&p),
+        &["tensors_xxh3_128 `xyz` is not 32 hex digits"],
+    );
 }
 
 #[test]
@@ -1473,16 +1482,23 @@ fn import_refuses_to_replace_an_installed_name_or_break_its_promise() {
     let e = weights::import_into(dir.path(), &other_path, Some("mine"), false).unwrap_err();
     assert_contains(
         &e.to_string(),
-        &["weights `mine` are already installed", "--force"],
+        &[
+            "weights `mine` from vgg16_torchvision_format_random.pth are already installed",
+            "--force",
+        ],
     );
     assert_eq!(std::fs::read(&stored).unwrap(), before);
     // The default name is guarded the same way.
-    std::fs::copy(&other_path, dir.path().join("vgg16_torchvision_format_random.safetensors"))
-        .unwrap();
+    std::fs::copy(
+        &other_path,
+        dir.path()
+            .join("vgg16_torchvision_format_random.safetensors"),
+    )
+    .unwrap();
     let e = weights::import_into(dir.path(), &pth, None, false).unwrap_err();
     assert_contains(
         &e.to_string(),
-        &["`vgg16_torchvision_format_random` are already installed"],
+        &["`vgg16_torchvision_format_random` from made-up-7.pth are already installed"],
     );
     // With --force it is replaced.
     weights::import_into(dir.path(), &other_path, Some("mine"), true).unwrap();

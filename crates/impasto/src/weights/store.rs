@@ -136,7 +136,9 @@ pub fn checksum(tensor_data: &[u8]) -> String {
 /// The tensor data of a safetensors file: the bytes after its header.
 fn tensor_data(bytes: &[u8]) -> Option<&[u8]> {
     let n: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
-    let start = usize::try_from(u64::from_le_bytes(n)).ok()?.checked_add(8)?;
+    let start = usize::try_from(u64::from_le_bytes(n))
+        .ok()?
+        .checked_add(8)?;
     bytes.get(start..)
 }
 
@@ -371,7 +373,7 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
             tensors.iter().map(|(n, v)| (n.as_str(), v.clone())),
             Some(metadata.clone()),
         )
-            .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))
+        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))
     };
     // The tensor data's layout does not depend on the metadata, so the checksum of a first
     // serialisation is that of the second, which records it (checked, to be sure).
@@ -384,7 +386,10 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
     metadata.insert(CHECKSUM_KEY.to_string(), sum.clone());
     let bytes = serialise(&tensors, &metadata)?;
     if data_of(&bytes)? != sum {
-        return Err(Error::weights(path, "tensor data changed between serialisations"));
+        return Err(Error::weights(
+            path,
+            "tensor data changed between serialisations",
+        ));
     }
     write_atomically(path, &bytes)
 }
