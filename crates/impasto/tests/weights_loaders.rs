@@ -1431,6 +1431,12 @@ fn files_written_before_the_checksum_still_load() {
     );
     let (ok, broken) = store::check_weights_dir(dir.path()).unwrap();
     assert_eq!((ok.len(), broken.len()), (2, 0));
+    // Importing the original again under its name adds the checksum (no --force needed: the
+    // same weights).
+    weights::import_into(dir.path(), &torchvision_path(), Some("old"), false).unwrap();
+    let meta = store::read_metadata(&old_path).unwrap();
+    assert!(meta.tensors_checksum.is_some());
+    assert_eq!(weights::load(&old_path).unwrap(), good);
     // ...and are still checked by everything else: a NaN in one is refused.
     let mut nan = old.clone();
     let len = nan.len();

@@ -312,7 +312,11 @@ pub fn import_into(
                     && old.architecture == weights.architecture
                     && old.convention == weights.convention =>
             {
-                tracing::info!("{} already holds these weights", target.display());
+                // The same source: nothing to replace. A file written before checksums gets
+                // one (the same weights, rewritten).
+                if store::read_metadata(&target).is_ok_and(|m| m.tensors_checksum.is_none()) {
+                    store::save(&weights, &target)?;
+                }
                 return Ok(target);
             }
             Ok(old) => format!("weights `{name}` from {} are already installed", old.source),
