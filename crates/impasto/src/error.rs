@@ -74,4 +74,17 @@ impl Error {
     pub(crate) fn limits(message: impl Into<String>) -> Self {
         Error::Limits(message.into())
     }
+
+    pub(crate) fn fetch(message: impl Into<String>) -> Self {
+        Error::Fetch(message.into())
+    }
+
+    /// This error with `hint` (how to recover) appended to its message if it is about a weights
+    /// file; any other error unchanged (an I/O error's remedy is not ours to guess).
+    pub(crate) fn with_weights_hint(self, hint: &str) -> Self {
+        match self {
+            Error::Weights { path, message } => Error::weights(path, format!("{message}; {hint}")),
+            other => other,
+        }
+    }
 }

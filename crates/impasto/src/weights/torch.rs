@@ -157,21 +157,9 @@ impl Tensor {
     }
 }
 
-/// IEEE half to single precision (exact).
+/// IEEE half to single precision (exact), by the `half` crate.
 fn f16_to_f32(h: u16) -> f32 {
-    let negative = h & 0x8000 != 0;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    let magnitude = match exp {
-        0 => mant as f32 * (1.0 / 16_777_216.0), // subnormal: mant × 2⁻²⁴
-        31 => f32::from_bits(0x7f80_0000 | (mant << 13)),
-        _ => f32::from_bits(((exp + 112) << 23) | (mant << 13)),
-    };
-    if negative {
-        -magnitude
-    } else {
-        magnitude
-    }
+    half::f16::from_bits(h).to_f32()
 }
 
 /// Where a tensor's elements are, before they are read.
