@@ -692,7 +692,7 @@ mod tests {
             ..good.clone()
         };
         let err = match_color_statistics(&short, &good).unwrap_err();
-        assert!(matches!(err, Error::Parameter(_)), "{err}");
+        assert!(err.kind() == crate::ErrorKind::Parameter, "{err}");
         assert!(err
             .to_string()
             .contains("style image has 12 RGB values for 3×2"));

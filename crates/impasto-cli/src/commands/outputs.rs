@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use impasto::{atomic, image_io};
+use impasto::cli_support::atomic;
+use impasto::image_io;
 
 use super::optimize::intermediate_path;
 use crate::cli::RunArgs;

@@ -33,7 +33,7 @@ impl FromStr for Pooling {
         match s {
             "avg" => Ok(Pooling::Avg),
             "max" => Ok(Pooling::Max),
-            other => Err(Error::Parameter(format!(
+            other => Err(Error::parameter(format!(
                 "unknown pooling `{other}` (expected avg or max)"
             ))),
         }

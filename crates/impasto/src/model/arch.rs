@@ -99,11 +99,7 @@ impl Architecture {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Error::UnknownLayer {
-            name: name.to_string(),
-            network: self.name().to_string(),
-            valid,
-        }
+        Error::unknown_layer(name, self.name(), &valid)
     }
 }
 
@@ -198,11 +194,7 @@ impl fmt::Display for Layer {
 impl FromStr for Layer {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::UnknownLayer {
-            name: s.to_string(),
-            network: "VGG".to_string(),
-            valid: "conv{b}_{i}, relu{b}_{i}, pool{b}".to_string(),
-        };
+        let bad = || Error::unknown_layer(s, "VGG", "conv{b}_{i}, relu{b}_{i}, pool{b}");
         let number = |t: &str| -> Result<usize> {
             if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) || t.starts_with('0') {
                 return Err(bad());

