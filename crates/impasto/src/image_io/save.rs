@@ -347,7 +347,8 @@ mod tests {
         let path = missing.join("out.png");
         let err = save(&gradient(2, 2, false), &path).unwrap_err();
         assert!(err.kind() == crate::ErrorKind::Io, "{err:?}");
-        let text = err.to_string();
+        // The directory is the error's path; what is wrong with it, its source.
+        let text = format!("{err:#}");
         assert!(text.contains("no-such-dir"), "{text}");
         assert!(
             text.contains("the output directory does not exist"),
@@ -367,11 +368,11 @@ mod tests {
         let file = d.path().join("file.png");
         fs::write(&file, b"x").unwrap();
         let err = check_output_path(&file.join("inside.png")).unwrap_err();
-        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
         let dir_png = d.path().join("dir.png");
         fs::create_dir(&dir_png).unwrap();
         let err = check_output_path(&dir_png).unwrap_err();
-        assert!(err.to_string().contains("is a directory"), "{err}");
+        assert!(format!("{err:#}").contains("is a directory"), "{err:#}");
     }
 
     #[test]
