@@ -36,9 +36,13 @@ use crate::{Error, Result};
 /// values may leave 0–255 during optimisation and are only rounded and clamped when saved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `height × width × 3` values, RGB interleaved, row-major, 0–255.
     pub rgb: Vec<f32>,
+    /// `height × width` values, 0–255 (255 opaque); `None`: opaque.
     pub alpha: Option<Vec<f32>>,
 }
 
@@ -100,7 +104,9 @@ impl Image {
 /// works at a resized resolution anyway, so larger sources gain nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Most pixels (width × height) an image may have.
     pub max_pixels: u64,
+    /// Longest side an image may have, in pixels.
     pub max_side: u32,
 }
 

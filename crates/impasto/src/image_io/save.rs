@@ -24,6 +24,7 @@ enum Format {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BitDepth {
     #[default]
+    /// 8 bits per channel, every format.
     Eight,
     /// PNG and TIFF only. The optimiser's pixels are floats, so 16 bits keep the smooth
     /// gradients of skies and shadows that 8 bits band (and they survive later editing).

@@ -51,6 +51,7 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// Adam over `len` values; fails for a configuration outside its domain.
     pub fn new(len: usize, config: AdamConfig) -> Result<Self> {
         if len == 0 {
             return Err(Error::parameter(

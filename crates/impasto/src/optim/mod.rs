@@ -72,6 +72,7 @@ pub trait Optimizer: Send {
         eval: &mut Evaluate<'_>,
     ) -> crate::Result<Step>;
 
+    /// A short name for reports (`lbfgs`, `adam`).
     fn name(&self) -> &'static str;
 }
 

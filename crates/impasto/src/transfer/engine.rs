@@ -31,6 +31,7 @@ pub enum Stop {
 /// The outcome of a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunSummary {
+    /// Why the run returned.
     pub stop: Stop,
     /// Iterations done in this run.
     pub iterations: usize,
@@ -39,6 +40,7 @@ pub struct RunSummary {
     pub evaluations: usize,
     /// The iteration whose image had the lowest total loss, and its losses.
     pub best_iteration: usize,
+    /// The losses of that iteration's image.
     pub best: LossParts,
     /// Seconds from the first iteration's start to the end.
     pub elapsed_s: f64,

@@ -55,7 +55,9 @@ pub struct ConvParams {
 /// A complete set of VGG convolution weights, validated against its architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VggWeights {
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// How the network must see its input pixels for these weights.
     pub convention: InputConvention,
     /// One per [`Architecture::conv_specs`] entry, in network order.
     pub convs: Vec<ConvParams>,

@@ -34,9 +34,13 @@ const MAX_HEADER: u64 = 100_000_000;
 /// The metadata of a stored weights file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreMetadata {
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// The input convention of the weights.
     pub convention: InputConvention,
+    /// Where the weights came from (see [`VggWeights::source`](super::VggWeights::source)).
     pub source: String,
+    /// sha256 (hex) of the file they were imported from.
     pub source_sha256: String,
 }
 
@@ -45,17 +49,24 @@ pub struct StoreMetadata {
 pub struct InstalledWeights {
     /// The file stem, as given to `import`/`--weights`.
     pub name: String,
+    /// The file.
     pub path: PathBuf,
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// The input convention of the weights.
     pub convention: InputConvention,
+    /// Where the weights came from.
     pub source: String,
+    /// sha256 (hex) of the file they were imported from.
     pub source_sha256: String,
 }
 
 /// A `*.safetensors` file in the weights directory whose metadata cannot be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnreadableWeights {
+    /// The file stem.
     pub name: String,
+    /// The file.
     pub path: PathBuf,
     /// Why it could not be read.
     pub reason: String,
