@@ -8,14 +8,14 @@ use impasto::cli_support::atomic;
 use impasto::image_io;
 
 use super::optimize::intermediate_path;
-use crate::cli::RunArgs;
+use super::run_settings::RunSettings;
 use crate::plot;
 
 /// Checks every file the run will write: right extensions, existing directories, none of them
 /// an input (the weights included), no two of them the same file, and no `--save-every`
 /// intermediate (`OUT-iterN.EXT`) able to land on an input or another output.
-pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::Result<()> {
-    image_io::check_output_path_with_depth(output, super::options::bit_depth(run.bit_depth))?;
+pub fn check_outputs(output: &Path, run: &RunSettings, inputs: &[&Path]) -> anyhow::Result<()> {
+    image_io::check_output_path_with_depth(output, run.bit_depth)?;
     if let Some(p) = &run.plot {
         plot::check_plot_path(p)?;
         atomic::check_parent_dir(p).with_context(|| format!("--plot {}", p.display()))?;
