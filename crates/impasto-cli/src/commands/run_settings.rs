@@ -83,6 +83,8 @@ mod tests {
             "c.png",
             "--style",
             "s.png",
+            "--output",
+            "o.png",
         ];
         argv.extend(flags);
         let Command::Transfer(args) = Cli::try_parse_from(argv).unwrap().command else {
