@@ -10,7 +10,6 @@ use crate::loss::LossWeights;
 use crate::model::Architecture;
 use crate::optim::{AdamConfig, LbfgsConfig};
 use crate::weights::VggWeights;
-use crate::Error;
 
 fn weights() -> &'static VggWeights {
     static W: std::sync::OnceLock<VggWeights> = std::sync::OnceLock::new();
