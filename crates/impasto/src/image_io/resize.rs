@@ -93,13 +93,17 @@ where
     P: fast_image_resize::PixelTrait,
     for<'a> TypedImageRef<'a, P>: ImageView<Pixel = P>,
 {
-    let fail = |e: &dyn std::fmt::Display| Error::parameter(format!("resizing image: {e}"));
-    let src = TypedImageRef::new(src_w, src_h, src).map_err(|e| fail(&e))?;
+    let src = TypedImageRef::new(src_w, src_h, src).map_err(resize_failed)?;
     let mut dst = TypedImage::<P>::new(dst_w, dst_h);
     resizer
         .resize_typed(&src, &mut dst, options)
-        .map_err(|e| fail(&e))?;
+        .map_err(resize_failed)?;
     Ok(dst.pixels().to_vec())
+}
+
+/// The resizer's error (buffer sizes it refuses), kept as the source.
+fn resize_failed(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::parameter("resizing image").with_source(e)
 }
 
 #[cfg(test)]

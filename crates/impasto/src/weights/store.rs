@@ -203,7 +203,7 @@ pub fn scan_weights_dir(dir: &Path) -> Result<(Vec<InstalledWeights>, Vec<Unread
             Err(e) => bad.push(UnreadableWeights {
                 name,
                 path,
-                reason: e.to_string(),
+                reason: format!("{e:#}"),
             }),
         }
     }
