@@ -82,7 +82,7 @@ pub fn write_loss_plot(path: &Path, records: &[LossRecord], title: &str) -> anyh
             png
         }
     };
-    impasto::atomic::write_bytes_atomic(path, &bytes)
+    impasto::cli_support::atomic::write_bytes_atomic(path, &bytes)
         .with_context(|| format!("writing the loss plot {}", path.display()))
 }
 

@@ -211,18 +211,6 @@ pub fn check_parent_dir(path: &Path) -> Result<()> {
     }
 }
 
-/// A number no other call in this process returns, and unlikely in another: for temporary
-/// names that must not collide.
-pub(crate) fn unique() -> u128 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    (nanos << 16) ^ u128::from(COUNTER.fetch_add(1, Ordering::Relaxed))
-}
-
 /// [`write_atomic`] of a byte string.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic(path, |w| w.write_all(bytes).map_err(|e| Error::io(path, e)))

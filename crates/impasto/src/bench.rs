@@ -6,8 +6,8 @@
 use std::time::Instant;
 
 use crate::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
-use crate::model::{Architecture, InputConvention, Layer, Vgg};
-use crate::weights::{ConvParams, VggWeights};
+use crate::model::{Architecture, Layer, Vgg};
+use crate::weights::VggWeights;
 use crate::{Error, Result};
 
 /// The paper's layers: content relu4_2, style relu1_1 … relu5_1.
@@ -61,35 +61,10 @@ fn timing(mut samples: Vec<f64>) -> Timing {
     }
 }
 
-/// He-initialised random weights (uniform, deterministic): for timing when none are installed.
+/// He-initialised random weights: for timing when none are installed (see
+/// [`VggWeights::random`]).
 pub fn random_weights(architecture: Architecture, seed: u64) -> VggWeights {
-    let mut state = seed ^ 0x2545_F491_4F6C_DD1D;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-    };
-    let convs = architecture
-        .conv_specs()
-        .iter()
-        .map(|s| {
-            let bound = (6.0 / (9.0 * s.in_channels as f64)).sqrt();
-            ConvParams {
-                weight: (0..s.weight_len())
-                    .map(|_| (uniform() * bound) as f32)
-                    .collect(),
-                bias: vec![0.0; s.out_channels],
-            }
-        })
-        .collect();
-    VggWeights {
-        architecture,
-        convention: InputConvention::CaffeBgr,
-        convs,
-        source: format!("random (seed {seed})"),
-        source_sha256: String::new(),
-    }
+    VggWeights::random(architecture, seed)
 }
 
 /// A deterministic textured RGB image (0–255) for timing; values do not affect the speed.

@@ -214,7 +214,9 @@ pub fn recombine_with_chroma(result_rgb: &[f32], content_rgb: &[f32]) -> Vec<f32
 /// Colour statistics of a set of RGB pixels: the mean and the (population) covariance.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ColorStats {
+    /// Mean of each channel.
     pub mean: [f64; 3],
+    /// The channels' 3×3 covariance matrix.
     pub covariance: [[f64; 3]; 3],
 }
 
@@ -692,7 +694,7 @@ mod tests {
             ..good.clone()
         };
         let err = match_color_statistics(&short, &good).unwrap_err();
-        assert!(matches!(err, Error::Parameter(_)), "{err}");
+        assert!(err.kind() == crate::ErrorKind::Parameter, "{err}");
         assert!(err
             .to_string()
             .contains("style image has 12 RGB values for 3×2"));

@@ -27,7 +27,7 @@ pub fn fits(needed: u64) -> bool {
 /// `Err(Limits)` if `needed` bytes exceed what is available, naming both and `what` needs them.
 pub fn ensure_available(needed: u64, what: &str) -> crate::Result<()> {
     match available_bytes() {
-        Some(avail) if needed > avail => Err(crate::Error::Limits(format!(
+        Some(avail) if needed > avail => Err(crate::Error::limits(format!(
             "{what} needs about {:.1} GiB of memory, but only {:.1} GiB are available",
             needed as f64 / GIB,
             avail as f64 / GIB

@@ -64,7 +64,7 @@ pub(crate) fn download(
                 continue;
             }
             Err(e) => {
-                return Err(Error::fetch(format!("cannot run `{shown}`: {e}; {hint}")));
+                return Err(Error::fetch(format!("cannot run `{shown}`; {hint}")).with_source(e));
             }
         };
         if output.status.success() {

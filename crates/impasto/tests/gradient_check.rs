@@ -532,7 +532,7 @@ fn evaluations_repeat_exactly_on_a_reused_workspace() {
 
 #[test]
 fn weights_that_do_not_fit_their_network_are_an_error_not_a_panic() {
-    let mut w = impasto::bench::random_weights(Architecture::Vgg16, 1);
+    let mut w = impasto::weights::VggWeights::random(Architecture::Vgg16, 1);
     w.convs[3].weight.pop();
     let err = Vgg::<f32>::new(&w, Pooling::Avg).unwrap_err().to_string();
     assert!(err.contains("conv2_2"), "{err}");

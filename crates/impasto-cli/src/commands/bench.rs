@@ -1,4 +1,4 @@
-use impasto::bench::{self, BenchConfig};
+use impasto::cli_support::bench::{self, BenchConfig};
 use impasto::model::{Vgg, VggOptions};
 use impasto::weights;
 

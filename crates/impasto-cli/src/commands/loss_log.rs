@@ -29,7 +29,7 @@ pub fn to_csv(records: &[LossRecord]) -> String {
 
 /// Writes the log atomically.
 pub fn write(path: &Path, records: &[LossRecord]) -> anyhow::Result<()> {
-    impasto::atomic::write_bytes_atomic(path, to_csv(records).as_bytes())?;
+    impasto::cli_support::atomic::write_bytes_atomic(path, to_csv(records).as_bytes())?;
     Ok(())
 }
 

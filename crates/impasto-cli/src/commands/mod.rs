@@ -6,6 +6,7 @@ mod optimize;
 mod options;
 mod outputs;
 mod reconstruct;
+mod run_settings;
 mod samples;
 mod transfer;
 mod weights;

@@ -16,7 +16,7 @@ use impasto::transfer::{run_schedule, LossRecord, Schedule, Stop, Transfer, Tran
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::loss_log;
-use crate::cli::RunArgs;
+use super::run_settings::RunSettings;
 use crate::plot;
 
 /// The first stopping signal received (0: none); the run stops at the end of the iteration in
@@ -49,7 +49,8 @@ pub struct Job<'a> {
     pub styles: Vec<Image>,
     pub settings: TransferSettings,
     pub output: &'a Path,
-    pub run: &'a RunArgs,
+    /// The run flags, resolved.
+    pub run: RunSettings,
     /// What the plot's title says the run was.
     pub title: String,
 }
@@ -59,9 +60,9 @@ pub fn execute(job: Job<'_>) -> anyhow::Result<()> {
 }
 
 fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
-    let run = job.run;
+    let run = &job.run;
     let arch = job.settings.architecture;
-    let schedule = super::options::schedule(run)?;
+    let schedule = &run.schedule;
     let (weights, weights_path) = super::options::load_weights(arch, run.weights.as_deref())?;
     tracing::info!("weights: {}", weights_path.display());
     let total = schedule.total_iterations();
@@ -69,8 +70,8 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     install_interrupt_handler();
 
     let bar = progress_bar(total as u64, run.quiet);
-    let save_every = run.save_every.map(|n| n as usize);
-    let depth = super::options::bit_depth(run.bit_depth);
+    let save_every = run.save_every;
+    let depth = run.bit_depth;
     let mut save_error = None;
     let mut announced = None;
     let outcome = run_schedule(
@@ -78,13 +79,13 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
         &job.content,
         &job.styles,
         &job.settings,
-        &schedule,
+        schedule,
         |t, record| {
             if announced != Some(t.scale()) {
                 announced = Some(t.scale());
                 if !run.quiet {
                     // Printed even when stderr is not a terminal (the bar is then hidden).
-                    bar.suspend(|| eprintln!("{}", scale_line(arch, &schedule, t, run)));
+                    bar.suspend(|| eprintln!("{}", scale_line(arch, schedule, t, run)));
                 }
             }
             bar.set_position(record.iteration as u64);
@@ -168,7 +169,7 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
 }
 
 /// `VGG19, scale 2/5: 181×136, 100 iterations of lbfgs`.
-fn scale_line(arch: Architecture, schedule: &Schedule, t: &Transfer, run: &RunArgs) -> String {
+fn scale_line(arch: Architecture, schedule: &Schedule, t: &Transfer, run: &RunSettings) -> String {
     let (w, h) = t.size();
     let n = schedule.sizes.len();
     let iterations = schedule.iterations[t.scale()];
@@ -179,11 +180,11 @@ fn scale_line(arch: Architecture, schedule: &Schedule, t: &Transfer, run: &RunAr
     };
     format!(
         "{arch}, {which}{w}×{h}, {iterations} iterations of {}",
-        optimizer_name(run)
+        run.optimizer_name()
     )
 }
 
-fn write_reports(records: &[LossRecord], run: &RunArgs, title: &str) -> anyhow::Result<()> {
+fn write_reports(records: &[LossRecord], run: &RunSettings, title: &str) -> anyhow::Result<()> {
     if let Some(p) = &run.loss_log {
         loss_log::write(p, records)?;
     }
@@ -192,10 +193,6 @@ fn write_reports(records: &[LossRecord], run: &RunArgs, title: &str) -> anyhow::
             .with_context(|| format!("writing the plot {}", p.display()))?;
     }
     Ok(())
-}
-
-fn optimizer_name(run: &RunArgs) -> String {
-    format!("{:?}", run.optimizer).to_lowercase()
 }
 
 /// `out.png` → `out-iter0100.png`, padded so the files sort in order.

@@ -4,18 +4,19 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use impasto::{atomic, image_io};
+use impasto::cli_support::atomic;
+use impasto::image_io;
 
 use super::optimize::intermediate_path;
-use crate::cli::RunArgs;
+use super::run_settings::RunSettings;
 use crate::plot;
 
 /// Checks every file the run will write: right extensions; each one a regular file, a link to
 /// one (written through) or free, in a directory where a file can be created; none of them an
 /// input or the weights (also through links); no two of them the same file; and no
 /// `--save-every` intermediate (`OUT-iterN.EXT`) able to land on an input or another output.
-pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::Result<()> {
-    image_io::check_output_path_with_depth(output, super::options::bit_depth(run.bit_depth))
+pub fn check_outputs(output: &Path, run: &RunSettings, inputs: &[&Path]) -> anyhow::Result<()> {
+    image_io::check_output_path_with_depth(output, run.bit_depth)
         .with_context(|| format!("--output {}", output.display()))?;
     if let Some(p) = &run.plot {
         plot::check_plot_path(p)?;
@@ -31,9 +32,9 @@ pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::
     match &run.weights {
         Some(w) => protected.push(w.clone()),
         // The installed weights, which the run will read (or fetch to).
-        None => protected.extend(
-            impasto::weights::default_weights_path(super::options::architecture(run.model)).ok(),
-        ),
+        None => {
+            protected.extend(impasto::weights::default_weights_path(run.base.architecture).ok())
+        }
     }
     let input_files: Vec<(PathBuf, &Path)> = protected
         .iter()
@@ -94,14 +95,13 @@ pub fn check_outputs(output: &Path, run: &RunArgs, inputs: &[&Path]) -> anyhow::
 /// files.
 fn check_intermediates(
     output: &Path,
-    run: &RunArgs,
+    run: &RunSettings,
     others: &[(PathBuf, PathBuf)],
 ) -> anyhow::Result<()> {
     let Some(every) = run.save_every else {
         return Ok(());
     };
-    let every = every as usize;
-    let total = super::options::schedule(run)?.total_iterations();
+    let total = run.schedule.total_iterations();
     if every <= total {
         let first = intermediate_path(output, every, total);
         atomic::check_writable(&first)

@@ -7,7 +7,8 @@ use impasto::transfer::TransferSettings;
 
 use super::optimize::{self, Job};
 use super::outputs;
-use super::transfer::{base_settings, file_name, init};
+use super::run_settings::RunSettings;
+use super::transfer::{file_name, init};
 use crate::cli::ReconstructCommand;
 
 pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
@@ -23,10 +24,11 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
             common,
         } => (image, layers, common, false),
     };
-    let (output, init_arg, run) = (&common.output, &common.init, &common.run);
+    let (output, init_arg) = (&common.output, &common.init);
+    let run = RunSettings::from_args(&common.run)?;
     let mut inputs = vec![image_path.as_path()];
     inputs.extend(init_arg.file());
-    outputs::check_outputs(output, run, &inputs)?;
+    outputs::check_outputs(output, &run, &inputs)?;
     let image = image_io::load(image_path)?;
     let (content_layers, style_layers, weights) = if is_content {
         (
@@ -54,7 +56,7 @@ pub fn run(cmd: &ReconstructCommand) -> anyhow::Result<()> {
         style_layers,
         weights,
         init: init(init_arg)?,
-        ..base_settings(run)
+        ..run.base.clone()
     };
     let styles = if is_content {
         Vec::new()

@@ -1,4 +1,4 @@
-use impasto::samples;
+use impasto::cli_support::samples;
 
 use crate::cli::SamplesCommand;
 

@@ -5,15 +5,17 @@ use impasto::transfer::{Init, SpatialControl, TransferSettings};
 use super::optimize::{self, Job};
 use super::options;
 use super::outputs;
-use crate::cli::{InitArg, RunArgs, TransferArgs};
+use super::run_settings::RunSettings;
+use crate::cli::{InitArg, TransferArgs};
 
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
+    let run = RunSettings::from_args(&args.run)?;
     let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
     inputs.extend(args.styles.iter().map(|p| p.as_path()));
     inputs.extend(args.init.file());
     inputs.extend(args.content_masks.iter().map(|p| p.as_path()));
     inputs.extend(args.style_masks.iter().map(|p| p.as_path()));
-    outputs::check_outputs(&args.output, &args.run, &inputs)?;
+    outputs::check_outputs(&args.output, &run, &inputs)?;
     let content = image_io::load(&args.content)?;
     let styles = load_all(&args.styles)?;
     let masks = if args.content_masks.is_empty() {
@@ -38,14 +40,14 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
         init: init(&args.init)?,
         preserve_color: options::preserve_color(args.preserve_color),
         masks,
-        ..base_settings(&args.run)
+        ..run.base.clone()
     };
     optimize::execute(Job {
         content,
         styles,
         settings,
         output: &args.output,
-        run: &args.run,
+        run,
         title: format!(
             "{} in the style of {}",
             file_name(&args.content),
@@ -63,20 +65,6 @@ fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<image_io::Image>
         .iter()
         .map(|p| image_io::load(p))
         .collect::<Result<Vec<_>, _>>()?)
-}
-
-/// The settings every run shares, from the run flags.
-pub fn base_settings(run: &RunArgs) -> TransferSettings {
-    TransferSettings {
-        size: run.size as usize,
-        architecture: options::architecture(run.model),
-        pooling: options::pooling(run.pooling),
-        algorithm: options::algorithm(run.algorithm),
-        optimizer: options::optimizer(run),
-        seed: run.seed,
-        tiles: options::tile_size(run.tile_size),
-        ..TransferSettings::default()
-    }
 }
 
 pub fn init(arg: &InitArg) -> anyhow::Result<Init> {

@@ -56,6 +56,8 @@ impl<T: Scalar> Conv3x3<T> {
         Self::with_algorithm(cin, cout, weight, bias, ConvAlgorithm::Direct)
     }
 
+    /// A convolution from PyTorch-layout `[cout, cin, 3, 3]` weights and `[cout]` biases, run with
+    /// `algorithm`.
     pub fn with_algorithm(
         cin: usize,
         cout: usize,
@@ -98,6 +100,7 @@ impl<T: Scalar> Conv3x3<T> {
         }
     }
 
+    /// The algorithm this convolution runs with.
     pub fn algorithm(&self) -> ConvAlgorithm {
         match &self.kernels {
             Kernels::Direct { .. } => ConvAlgorithm::Direct,
@@ -114,9 +117,11 @@ impl<T: Scalar> Conv3x3<T> {
         (n + self.bias.len()) * std::mem::size_of::<T>()
     }
 
+    /// Input channels.
     pub fn in_channels(&self) -> usize {
         self.cin
     }
+    /// Output channels.
     pub fn out_channels(&self) -> usize {
         self.cout
     }

@@ -10,6 +10,7 @@ use super::{FeatureMap, ReluMask, Scalar};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+/// The 2×2, stride-2 pooling between VGG's blocks.
 pub enum Pooling {
     /// Average pooling: the Gatys paper found it gives better images.
     #[default]
@@ -33,7 +34,7 @@ impl FromStr for Pooling {
         match s {
             "avg" => Ok(Pooling::Avg),
             "max" => Ok(Pooling::Max),
-            other => Err(Error::Parameter(format!(
+            other => Err(Error::parameter(format!(
                 "unknown pooling `{other}` (expected avg or max)"
             ))),
         }

@@ -44,6 +44,7 @@ impl ReluMask {
         h * (w * c).div_ceil(64) * 8
     }
 
+    /// Bytes this mask holds.
     pub fn allocated_bytes(&self) -> usize {
         self.bits.capacity() * 8
     }
@@ -68,6 +69,7 @@ impl ReluMask {
             });
     }
 
+    /// Whether `f` has this mask's height, width and channels.
     pub fn same_shape<T: Scalar>(&self, f: &FeatureMap<T>) -> bool {
         self.h == f.height() && self.w == f.width() && self.c == f.channels()
     }

@@ -19,9 +19,13 @@ pub trait Scalar:
     + AddAssign
     + MulAssign
 {
+    /// Zero.
     const ZERO: Self;
+    /// One.
     const ONE: Self;
+    /// The nearest value of this type.
     fn from_f64(v: f64) -> Self;
+    /// The value as `f64` (exact for `f32` and `f64`).
     fn to_f64(self) -> f64;
     /// `self · a + b` in one rounding. One instruction where the code is compiled with FMA
     /// enabled; a slow library call elsewhere, so only for such code.

@@ -11,6 +11,7 @@ pub struct FeatureMap<T = f32> {
 }
 
 impl<T: Scalar> FeatureMap<T> {
+    /// An `h × w × c` map of zeros (with its zero border).
     pub fn zeros(h: usize, w: usize, c: usize) -> Self {
         FeatureMap {
             h,
@@ -81,12 +82,15 @@ impl<T: Scalar> FeatureMap<T> {
         self.data.capacity() * std::mem::size_of::<T>()
     }
 
+    /// Height in pixels, without the border.
     pub fn height(&self) -> usize {
         self.h
     }
+    /// Width in pixels, without the border.
     pub fn width(&self) -> usize {
         self.w
     }
+    /// Channels per pixel.
     pub fn channels(&self) -> usize {
         self.c
     }
@@ -104,11 +108,13 @@ impl<T: Scalar> FeatureMap<T> {
         ((y + 1) * (self.w + 2) + (x + 1)) * self.c
     }
 
+    /// The channels of interior pixel `(y, x)`.
     pub fn pixel(&self, y: usize, x: usize) -> &[T] {
         let o = self.offset(y, x);
         &self.data[o..o + self.c]
     }
 
+    /// The channels of interior pixel `(y, x)`, mutable.
     pub fn pixel_mut(&mut self, y: usize, x: usize) -> &mut [T] {
         let o = self.offset(y, x);
         let c = self.c;
@@ -119,6 +125,7 @@ impl<T: Scalar> FeatureMap<T> {
     pub fn data(&self) -> &[T] {
         &self.data
     }
+    /// The whole buffer, border included, mutable.
     pub fn data_mut(&mut self) -> &mut [T] {
         &mut self.data
     }
@@ -134,18 +141,21 @@ impl<T: Scalar> FeatureMap<T> {
         &self.data[o..o + self.w * self.c]
     }
 
+    /// Interior row `y`'s pixels (`width × channels` values), mutable.
     pub fn pixel_row_mut(&mut self, y: usize) -> &mut [T] {
         let o = self.offset(y, 0);
         let n = self.w * self.c;
         &mut self.data[o..o + n]
     }
 
+    /// Sets every interior value to `v`; the border stays zero.
     pub fn fill(&mut self, v: T) {
         for y in 0..self.h {
             self.pixel_row_mut(y).fill(v);
         }
     }
 
+    /// Whether `other` has the same height, width and channels.
     pub fn same_shape(&self, other: &Self) -> bool {
         (self.h, self.w, self.c) == (other.h, other.w, other.c)
     }
@@ -164,6 +174,7 @@ impl<T: Scalar> FeatureMap<T> {
         top.iter().chain(bottom).all(|v| *v == T::ZERO) && sides
     }
 
+    /// The same map in another scalar type.
     pub fn convert<U: Scalar>(&self) -> FeatureMap<U> {
         FeatureMap {
             h: self.h,

@@ -12,7 +12,7 @@
 //!
 //! Decoding is guarded by [`Limits`], like image-rs's decoder limits: the dimensions are read from
 //! the header and refused before a single pixel buffer is allocated, so a hostile or mistaken file
-//! (a PNG claiming 100000 × 100000 pixels) fails fast with [`Error::Limits`] instead of exhausting
+//! (a PNG claiming 100000 × 100000 pixels) fails fast with [`ErrorKind::Limits`](crate::ErrorKind::Limits) instead of exhausting
 //! memory. Errors name the problem in words an end user can act on ("truncated JPEG data",
 //! "empty file", "not a JPEG, PNG or TIFF image").
 //!
@@ -38,9 +38,13 @@ use crate::{Error, Result};
 /// values may leave 0–255 during optimisation and are only rounded and clamped when saved.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Image {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `height × width × 3` values, RGB interleaved, row-major, 0–255.
     pub rgb: Vec<f32>,
+    /// `height × width` values, 0–255 (255 opaque); `None`: opaque.
     pub alpha: Option<Vec<f32>>,
 }
 
@@ -63,7 +67,7 @@ impl Image {
             .checked_mul(height)
             .filter(|p| p.checked_mul(3).is_some())
             .ok_or_else(|| {
-                Error::Limits(format!("image of {width}×{height} pixels is too large"))
+                Error::limits(format!("image of {width}×{height} pixels is too large"))
             })?;
         if rgb.len() != pixels * 3 {
             return Err(Error::parameter(format!(
@@ -95,14 +99,16 @@ impl Image {
 }
 
 /// Decoder limits: at most this many pixels and this long a side. Larger images are refused
-/// with [`Error::Limits`] naming the size, from the header alone, before any pixel is decoded.
+/// with [`ErrorKind::Limits`](crate::ErrorKind::Limits) naming the size, from the header alone, before any pixel is decoded.
 ///
 /// The defaults (100 megapixels, 32768 per side) admit any real photograph while bounding the
 /// memory one file can claim (the decoded `f32` RGB of 100 megapixels is 1.2 GB); style transfer
 /// works at a resized resolution anyway, so larger sources gain nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// Most pixels (width × height) an image may have.
     pub max_pixels: u64,
+    /// Longest side an image may have, in pixels.
     pub max_side: u32,
 }
 

@@ -39,7 +39,7 @@ pub fn resize(image: &Image, width: usize, height: usize) -> Result<Image> {
     }
     let side = |v: usize| {
         u32::try_from(v)
-            .map_err(|_| Error::Limits(format!("image side of {v} pixels is too large")))
+            .map_err(|_| Error::limits(format!("image side of {v} pixels is too large")))
     };
     let (src_w, src_h, dst_w, dst_h) = (
         side(image.width)?,
@@ -93,13 +93,17 @@ where
     P: fast_image_resize::PixelTrait,
     for<'a> TypedImageRef<'a, P>: ImageView<Pixel = P>,
 {
-    let fail = |e: &dyn std::fmt::Display| Error::parameter(format!("resizing image: {e}"));
-    let src = TypedImageRef::new(src_w, src_h, src).map_err(|e| fail(&e))?;
+    let src = TypedImageRef::new(src_w, src_h, src).map_err(resize_failed)?;
     let mut dst = TypedImage::<P>::new(dst_w, dst_h);
     resizer
         .resize_typed(&src, &mut dst, options)
-        .map_err(|e| fail(&e))?;
+        .map_err(resize_failed)?;
     Ok(dst.pixels().to_vec())
+}
+
+/// The resizer's error (buffer sizes it refuses), kept as the source.
+fn resize_failed(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::parameter("resizing image").with_source(e)
 }
 
 #[cfg(test)]
@@ -177,7 +181,7 @@ mod tests {
     fn zero_target_is_refused() {
         let image = constant(2, 2, [0.0; 3], None);
         let err = resize(&image, 0, 5).unwrap_err();
-        assert!(matches!(err, Error::Parameter(_)), "{err:?}");
+        assert!(err.kind() == crate::ErrorKind::Parameter, "{err:?}");
         assert!(err.to_string().contains("0×5"), "{err}");
     }
 }

@@ -24,6 +24,7 @@ enum Format {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum BitDepth {
     #[default]
+    /// 8 bits per channel, every format.
     Eight,
     /// PNG and TIFF only. The optimiser's pixels are floats, so 16 bits keep the smooth
     /// gradients of skies and shadows that 8 bits band (and they survive later editing).
@@ -45,8 +46,7 @@ pub fn save(image: &Image, path: &Path) -> Result<()> {
 /// [`save`] with a choice of bit depth; 16 bits are refused for JPEG, which has only 8.
 pub fn save_with_depth(image: &Image, path: &Path, depth: BitDepth) -> Result<()> {
     let format = check_output_with_depth(path, depth)?;
-    let bytes = encode(image, format, depth)
-        .map_err(|message| Error::image(path, format!("encoding failed: {message}")))?;
+    let bytes = encode(image, format, depth, path)?;
     crate::atomic::write_bytes_atomic(path, &bytes)
 }
 
@@ -103,24 +103,28 @@ fn output_format(path: &Path) -> Result<Format> {
     }
 }
 
-fn encode(image: &Image, format: Format, depth: BitDepth) -> std::result::Result<Vec<u8>, String> {
+fn encode(image: &Image, format: Format, depth: BitDepth, path: &Path) -> Result<Vec<u8>> {
+    let invalid = |message: String| Error::image(path, format!("encoding failed: {message}"));
     let pixels = image.width * image.height;
     if image.width == 0 || image.height == 0 {
-        return Err(format!("image is {}×{}", image.width, image.height));
+        return Err(invalid(format!(
+            "image is {}×{}",
+            image.width, image.height
+        )));
     }
     if image.rgb.len() != pixels * 3 || image.alpha.as_ref().is_some_and(|a| a.len() != pixels) {
-        return Err(format!(
+        return Err(invalid(format!(
             "image buffers do not match its size {}×{}",
             image.width, image.height
-        ));
+        )));
     }
     let (width, height) = match (u32::try_from(image.width), u32::try_from(image.height)) {
         (Ok(w), Ok(h)) => (w, h),
         _ => {
-            return Err(format!(
+            return Err(invalid(format!(
                 "image {}×{} is too large",
                 image.width, image.height
-            ))
+            )))
         }
     };
     // JPEG has no alpha; the others keep the content's.
@@ -169,7 +173,7 @@ fn encode(image: &Image, format: Format, depth: BitDepth) -> std::result::Result
         Format::Tiff => TiffEncoder::new(std::io::Cursor::new(&mut out))
             .write_image(&bytes, width, height, color),
     };
-    result.map_err(|e| e.to_string())?;
+    result.map_err(|e| Error::image(path, "encoding failed").with_source(e))?;
     Ok(out)
 }
 
@@ -320,7 +324,7 @@ mod tests {
         for name in ["out.webp", "out"] {
             let path = d.path().join(name);
             let err = save(&gradient(2, 2, false), &path).unwrap_err();
-            assert!(matches!(err, Error::Parameter(_)), "{err:?}");
+            assert!(err.kind() == crate::ErrorKind::Parameter, "{err:?}");
             let text = err.to_string();
             assert!(
                 text.contains("use .png, .jpg, .jpeg, .tif or .tiff"),
@@ -341,8 +345,9 @@ mod tests {
         let missing = d.path().join("no-such-dir");
         let path = missing.join("out.png");
         let err = save(&gradient(2, 2, false), &path).unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{err:?}");
-        let text = err.to_string();
+        assert!(err.kind() == crate::ErrorKind::Io, "{err:?}");
+        // The directory is the error's path; what is wrong with it, its source.
+        let text = format!("{err:#}");
         assert!(text.contains("no-such-dir"), "{text}");
         assert!(
             text.contains("the output directory does not exist"),
@@ -362,11 +367,11 @@ mod tests {
         let file = d.path().join("file.png");
         fs::write(&file, b"x").unwrap();
         let err = check_output_path(&file.join("inside.png")).unwrap_err();
-        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
         let dir_png = d.path().join("dir.png");
         fs::create_dir(&dir_png).unwrap();
         let err = check_output_path(&dir_png).unwrap_err();
-        assert!(err.to_string().contains("is a directory"), "{err}");
+        assert!(format!("{err:#}").contains("is a directory"), "{err:#}");
     }
 
     #[test]
@@ -392,7 +397,7 @@ mod tests {
         fs::write(&path, b"previous").unwrap();
         let wide = Image::new(70_000, 1, vec![0.0; 210_000], None).unwrap();
         let err = save(&wide, &path).unwrap_err();
-        assert!(matches!(err, Error::Image { .. }), "{err:?}");
+        assert!(err.kind() == crate::ErrorKind::Image, "{err:?}");
         assert_eq!(fs::read(&path).unwrap(), b"previous");
         assert_eq!(entries(d.path()), ["out.jpg"]);
 
@@ -401,7 +406,7 @@ mod tests {
         fs::create_dir(&dir_dest).unwrap();
         fs::write(dir_dest.join("keep"), b"x").unwrap();
         let err = crate::atomic::write_bytes_atomic(&dir_dest, b"data").unwrap_err();
-        assert!(matches!(err, Error::Io { .. }), "{err:?}");
+        assert!(err.kind() == crate::ErrorKind::Io, "{err:?}");
         assert_eq!(entries(d.path()), ["out.jpg", "taken.png"]);
     }
 }

@@ -23,12 +23,15 @@ impl<T: Scalar> ContentLoss<T> {
         }
     }
 
+    /// The layer whose features are compared.
     pub fn layer(&self) -> Layer {
         self.layer
     }
+    /// The loss's weight among the content layers.
     pub fn weight(&self) -> f64 {
         self.weight
     }
+    /// The target features (the content photo's).
     pub fn target(&self) -> &FeatureMap<T> {
         &self.target
     }

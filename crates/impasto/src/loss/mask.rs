@@ -12,8 +12,11 @@ use crate::{Error, Result};
 /// layer's feature pixels once brought there by [`SpatialMask::at_layer`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct SpatialMask {
+    /// Height in pixels.
     pub height: usize,
+    /// Width in pixels.
     pub width: usize,
+    /// `height × width` weights, row-major.
     pub values: Vec<f32>,
 }
 

@@ -7,8 +7,11 @@ use super::{total_variation, ContentLoss, StyleLoss};
 /// α, β and the total-variation weight of `α·content + β·style + tv·TV`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LossWeights {
+    /// α, the weight of the content loss.
     pub content: f64,
+    /// β, the weight of the style loss.
     pub style: f64,
+    /// The weight of the image's total variation (smoothing); 0: none.
     pub tv: f64,
 }
 
@@ -45,6 +48,7 @@ pub struct Objective<T = f32> {
 }
 
 impl<T: Scalar> Objective<T> {
+    /// The objective of these losses; fails for weights that are negative or not finite.
     pub fn new(
         content: Vec<ContentLoss<T>>,
         style: Vec<StyleLoss<T>>,
@@ -73,12 +77,15 @@ impl<T: Scalar> Objective<T> {
         })
     }
 
+    /// α, β and the TV weight.
     pub fn weights(&self) -> LossWeights {
         self.weights
     }
+    /// The content losses.
     pub fn content_losses(&self) -> &[ContentLoss<T>] {
         &self.content
     }
+    /// The style losses.
     pub fn style_losses(&self) -> &[StyleLoss<T>] {
         &self.style
     }

@@ -64,13 +64,16 @@ impl<T: Scalar> StyleLoss<T> {
         self
     }
 
+    /// The region of the image this loss applies to; `None`: all of it.
     pub fn mask(&self) -> Option<&SpatialMask> {
         self.mask.as_ref()
     }
 
+    /// The layer whose Gram matrix is compared.
     pub fn layer(&self) -> Layer {
         self.layer
     }
+    /// w_l, the loss's weight among the style layers.
     pub fn weight(&self) -> f64 {
         self.weight
     }
@@ -123,6 +126,7 @@ impl<T: Scalar> StyleLoss<T> {
         gram_gradient(part, &self.diff, s, grad);
     }
 
+    /// Channels of the layer (the Gram matrix is `channels × channels`).
     pub fn channels(&self) -> usize {
         self.channels
     }

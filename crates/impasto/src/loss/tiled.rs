@@ -29,15 +29,22 @@ pub struct Tiling {
 /// One tile: its core and its window, in image pixels (`[y0, y1) × [x0, x1)`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tile {
+    /// The pixels this tile is responsible for; the cores cover the image once.
     pub core: Rect,
+    /// The core with its halo: what the network runs on.
     pub window: Rect,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A rectangle of pixels, `[y0, y1) × [x0, x1)`.
 pub struct Rect {
+    /// First row.
     pub y0: usize,
+    /// One past the last row.
     pub y1: usize,
+    /// First column.
     pub x0: usize,
+    /// One past the last column.
     pub x1: usize,
 }
 
@@ -73,9 +80,11 @@ impl Tiling {
         })
     }
 
+    /// A tile's core side, in pixels.
     pub fn core(&self) -> usize {
         self.core
     }
+    /// The halo around each core, in pixels.
     pub fn halo(&self) -> usize {
         self.halo
     }

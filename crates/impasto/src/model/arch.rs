@@ -8,13 +8,16 @@ use crate::{Error, Result};
 /// Which VGG network. Both share blocks of 3×3 convolutions of 64, 128, 256, 512, 512 channels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Architecture {
+    /// VGG16: 13 convolutions.
     Vgg16,
+    /// VGG19: 16 convolutions, the paper's.
     Vgg19,
 }
 
 const BLOCK_CHANNELS: [usize; 5] = [64, 128, 256, 512, 512];
 
 impl Architecture {
+    /// `VGG16` or `VGG19`.
     pub fn name(self) -> &'static str {
         match self {
             Architecture::Vgg16 => "vgg16",
@@ -99,11 +102,7 @@ impl Architecture {
             })
             .collect::<Vec<_>>()
             .join("; ");
-        Error::UnknownLayer {
-            name: name.to_string(),
-            network: self.name().to_string(),
-            valid,
-        }
+        Error::unknown_layer(name, self.name(), &valid)
     }
 }
 
@@ -133,7 +132,9 @@ pub struct ConvSpec {
     pub block: usize,
     /// 1-based index within the block.
     pub index: usize,
+    /// Input channels.
     pub in_channels: usize,
+    /// Output channels.
     pub out_channels: usize,
     /// Index of this convolution in torchvision's `features` Sequential (`features.N.weight`).
     pub torchvision_index: usize,
@@ -150,6 +151,7 @@ impl ConvSpec {
         format!("block{}_conv{}", self.block, self.index)
     }
 
+    /// Values in its weight tensor (`out × in × 3 × 3`).
     pub fn weight_len(&self) -> usize {
         self.out_channels * self.in_channels * 9
     }
@@ -159,11 +161,27 @@ impl ConvSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Layer {
     /// Convolution output before the ReLU.
-    Conv { block: usize, index: usize },
+    /// `conv{block}_{index}`.
+    Conv {
+        /// Block, from 1.
+        block: usize,
+        /// Convolution within the block, from 1.
+        index: usize,
+    },
     /// Convolution output after the ReLU.
-    Relu { block: usize, index: usize },
+    /// `relu{block}_{index}`, the activation after that convolution.
+    Relu {
+        /// Block, from 1.
+        block: usize,
+        /// Convolution within the block, from 1.
+        index: usize,
+    },
     /// 2×2 pooling at the end of a block.
-    Pool { block: usize },
+    /// `pool{block}`, after the block's last ReLU.
+    Pool {
+        /// Block, from 1.
+        block: usize,
+    },
 }
 
 impl Layer {
@@ -198,11 +216,7 @@ impl fmt::Display for Layer {
 impl FromStr for Layer {
     type Err = Error;
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::UnknownLayer {
-            name: s.to_string(),
-            network: "VGG".to_string(),
-            valid: "conv{b}_{i}, relu{b}_{i}, pool{b}".to_string(),
-        };
+        let bad = || Error::unknown_layer(s, "VGG", "conv{b}_{i}, relu{b}_{i}, pool{b}");
         let number = |t: &str| -> Result<usize> {
             if t.is_empty() || !t.bytes().all(|c| c.is_ascii_digit()) || t.starts_with('0') {
                 return Err(bad());

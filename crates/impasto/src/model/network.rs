@@ -31,6 +31,7 @@ impl AlgorithmPolicy {
     /// Layers with fewer input channels than this always run direct.
     const MIN_WINOGRAD_CHANNELS: usize = 16;
 
+    /// The algorithm for a convolution with `in_channels` inputs.
     pub fn for_layer(self, in_channels: usize) -> ConvAlgorithm {
         if in_channels < Self::MIN_WINOGRAD_CHANNELS {
             return ConvAlgorithm::Direct;
@@ -46,7 +47,9 @@ impl AlgorithmPolicy {
 /// How to build a network from weights.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct VggOptions {
+    /// Average (the paper's) or max pooling.
     pub pooling: Pooling,
+    /// Which convolution algorithm each layer runs.
     pub algorithm: AlgorithmPolicy,
     /// Build only the convolutions up to this layer (saves their memory); `None`: all.
     pub deepest: Option<Layer>,
@@ -88,7 +91,7 @@ impl<T: Scalar> Vgg<T> {
     /// Fails if the weights do not fit their architecture or `options.deepest` is not one of its
     /// layers.
     pub fn with_options(weights: &VggWeights, options: &VggOptions) -> Result<Self> {
-        weights.validate(std::path::Path::new(&weights.source))?;
+        weights.check()?;
         let arch = weights.architecture;
         let count = match options.deepest {
             None => weights.convs.len(),
@@ -176,12 +179,15 @@ impl<T: Scalar> Vgg<T> {
         })
     }
 
+    /// VGG16 or VGG19.
     pub fn architecture(&self) -> Architecture {
         self.architecture
     }
+    /// The input convention of its weights.
     pub fn convention(&self) -> InputConvention {
         self.convention
     }
+    /// The pooling it was built with.
     pub fn pooling(&self) -> Pooling {
         self.pooling
     }
@@ -623,9 +629,11 @@ pub struct Workspace<T = f32> {
 }
 
 impl<T: Scalar> Workspace<T> {
+    /// Image height these buffers are for.
     pub fn height(&self) -> usize {
         self.plan.h
     }
+    /// Image width these buffers are for.
     pub fn width(&self) -> usize {
         self.plan.w
     }
@@ -633,6 +641,7 @@ impl<T: Scalar> Workspace<T> {
     pub fn input(&self) -> &FeatureMap<T> {
         &self.input
     }
+    /// The network's input, to fill (in its input convention) before a forward pass.
     pub fn input_mut(&mut self) -> &mut FeatureMap<T> {
         &mut self.input
     }

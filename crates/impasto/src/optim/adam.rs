@@ -51,6 +51,7 @@ pub struct Adam {
 }
 
 impl Adam {
+    /// Adam over `len` values; fails for a configuration outside its domain.
     pub fn new(len: usize, config: AdamConfig) -> Result<Self> {
         if len == 0 {
             return Err(Error::parameter(
@@ -314,6 +315,6 @@ mod tests {
         let mut adam = Adam::new(10, ok).unwrap();
         let mut eval = |_: &[f32], _: &mut [f32]| Ok(0.0);
         let r = adam.step(&mut [0.0; 10], &mut 0.0, &mut [1.0; 11], &mut eval);
-        assert!(matches!(r, Err(Error::Parameter(_))));
+        assert_eq!(r.err().map(|e| e.kind()), Some(crate::ErrorKind::Parameter));
     }
 }

@@ -72,6 +72,7 @@ pub trait Optimizer: Send {
         eval: &mut Evaluate<'_>,
     ) -> crate::Result<Step>;
 
+    /// A short name for reports (`lbfgs`, `adam`).
     fn name(&self) -> &'static str;
 }
 
@@ -271,8 +272,8 @@ pub(crate) mod testing {
     /// Panics unless `result` is a parameter error whose message names `name`.
     pub fn assert_refused<T>(result: crate::Result<T>, name: &str) {
         match result {
-            Err(crate::Error::Parameter(message)) => {
-                assert!(message.contains(name), "{message} does not name {name}")
+            Err(e) if e.kind() == crate::ErrorKind::Parameter => {
+                assert!(e.to_string().contains(name), "{e} does not name {name}")
             }
             Err(other) => panic!("wrong error for {name}: {other}"),
             Ok(_) => panic!("{name} accepted"),

@@ -7,7 +7,7 @@ use crate::loss::{LossParts, Objective, Tiling};
 use crate::model::{Layer, Vgg, VggOptions, Workspace};
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
-use crate::{memory, Error, Result};
+use crate::{memory, Error, ErrorKind, Result};
 
 use super::noise::gaussian_image;
 use super::recolor::Recolor;
@@ -31,6 +31,7 @@ pub enum Stop {
 /// The outcome of a run.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RunSummary {
+    /// Why the run returned.
     pub stop: Stop,
     /// Iterations done in this run.
     pub iterations: usize,
@@ -39,6 +40,7 @@ pub struct RunSummary {
     pub evaluations: usize,
     /// The iteration whose image had the lowest total loss, and its losses.
     pub best_iteration: usize,
+    /// The losses of that iteration's image.
     pub best: LossParts,
     /// Seconds from the first iteration's start to the end.
     pub elapsed_s: f64,
@@ -249,7 +251,7 @@ impl Transfer {
         )?;
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
-            return Err(Error::parameter(format!(
+            return Err(Error::diverged(format!(
                 "the loss of the start image is {} (are the weights too large?)",
                 self.parts.total
             )));
@@ -586,9 +588,9 @@ pub(crate) fn preflight(
 
 /// Prefixes a parameter error's message with what it is about.
 fn in_context(what: String) -> impl FnOnce(Error) -> Error {
-    move |e| match e {
-        Error::Parameter(m) => Error::Parameter(format!("{what}: {m}")),
-        other => other,
+    move |e| match e.kind() {
+        ErrorKind::Parameter => e.context(what),
+        _ => e,
     }
 }
 

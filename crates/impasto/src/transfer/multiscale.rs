@@ -36,7 +36,9 @@ pub const DEFAULT_START_SIZE: usize = 128;
 /// `size`), and how many iterations each gets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Schedule {
+    /// Long sides, smallest first.
     pub sizes: Vec<usize>,
+    /// Iterations at each size.
     pub iterations: Vec<usize>,
 }
 

@@ -30,8 +30,11 @@ pub struct TransferSettings {
     pub size: usize,
     /// Each style image is resized so its long side is `size × style_scale`.
     pub style_scale: f64,
+    /// VGG16 or VGG19; must match the weights.
     pub architecture: Architecture,
+    /// Average (the paper's) or max pooling.
     pub pooling: Pooling,
+    /// Which convolution algorithm the network runs.
     pub algorithm: AlgorithmPolicy,
     /// Content layers (names like `relu4_2`); empty: no content loss.
     pub content_layers: Vec<String>,
@@ -48,7 +51,9 @@ pub struct TransferSettings {
     pub weights: LossWeights,
     /// Keep the content's colours: transfer luminance only, or recolour the styles first.
     pub preserve_color: PreserveColor,
+    /// Where the optimisation starts.
     pub init: Init,
+    /// L-BFGS (the paper's) or Adam, with its settings.
     pub optimizer: OptimizerSettings,
     /// Seeds the noise start; the same seed and settings give the same image on the same
     /// machine and thread count (CPUs with and without FMA round differently).
@@ -122,6 +127,7 @@ fn names(list: &[&str]) -> Vec<String> {
 pub enum OptimizerSettings {
     /// The paper's choice, and the default.
     Lbfgs(LbfgsConfig),
+    /// Adam, which needs less memory.
     Adam(AdamConfig),
 }
 

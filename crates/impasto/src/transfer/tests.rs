@@ -10,7 +10,6 @@ use crate::loss::LossWeights;
 use crate::model::Architecture;
 use crate::optim::{AdamConfig, LbfgsConfig};
 use crate::weights::VggWeights;
-use crate::Error;
 
 fn weights() -> &'static VggWeights {
     static W: std::sync::OnceLock<VggWeights> = std::sync::OnceLock::new();
@@ -276,7 +275,8 @@ fn bad_settings_are_refused_with_a_clear_message() {
     .err()
     .unwrap();
     assert!(
-        matches!(&unknown, Error::UnknownLayer { name, .. } if name == "relu9_9"),
+        unknown.kind() == crate::ErrorKind::UnknownLayer
+            && unknown.to_string().contains("`relu9_9`"),
         "{unknown}"
     );
     // VGG16 has no relu5_4.
@@ -341,7 +341,7 @@ fn sizes_beyond_memory_are_refused_before_allocating() {
         ..settings()
     };
     let err = transfer(&s).err().expect("refused");
-    assert!(matches!(err, Error::Limits(_)), "{err}");
+    assert!(err.kind() == crate::ErrorKind::Limits, "{err}");
     assert!(err.to_string().contains("needs about"), "{err}");
 }
 
@@ -355,7 +355,7 @@ fn an_absurd_style_scale_is_refused_naming_it() {
             ..settings()
         };
         let err = transfer(&s).err().expect("refused");
-        assert!(matches!(err, Error::Limits(_)), "{err}");
+        assert!(err.kind() == crate::ErrorKind::Limits, "{err}");
         let text = err.to_string();
         assert!(
             text.contains("--style-scale") && text.contains("1048576 px"),
@@ -366,7 +366,10 @@ fn an_absurd_style_scale_is_refused_naming_it() {
         size: (1 << 20) + 1,
         ..settings()
     };
-    assert!(matches!(transfer(&s), Err(Error::Limits(_))));
+    assert_eq!(
+        transfer(&s).err().map(|e| e.kind()),
+        Some(crate::ErrorKind::Limits)
+    );
 }
 
 #[test]
@@ -386,7 +389,7 @@ fn style_images_larger_than_memory_are_refused_before_resizing() {
         };
         let started = std::time::Instant::now();
         let err = transfer(&s).err().expect("refused");
-        assert!(matches!(err, Error::Limits(_)), "{err}");
+        assert!(err.kind() == crate::ErrorKind::Limits, "{err}");
         let text = err.to_string();
         assert!(
             text.contains("needs about") && text.contains("--style-scale"),
@@ -559,7 +562,10 @@ fn the_last_scale_is_checked_before_the_first_runs() {
     .expect("too large");
     assert!(!ran, "no scale ran");
     assert!(
-        matches!(err, Error::Limits(_) | Error::Parameter(_)),
+        matches!(
+            err.kind(),
+            crate::ErrorKind::Limits | crate::ErrorKind::Parameter
+        ),
         "{err}"
     );
 }

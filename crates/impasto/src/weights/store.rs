@@ -43,9 +43,13 @@ pub const CHECKSUM_KEY: &str = "tensors_xxh3_128";
 /// The metadata of a stored weights file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoreMetadata {
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// The input convention of the weights.
     pub convention: InputConvention,
+    /// Where the weights came from (see [`VggWeights::source`](super::VggWeights::source)).
     pub source: String,
+    /// sha256 (hex) of the file they were imported from.
     pub source_sha256: String,
     /// [`checksum`] of the tensor data; `None` in files written before it was recorded.
     pub tensors_checksum: Option<String>,
@@ -56,10 +60,15 @@ pub struct StoreMetadata {
 pub struct InstalledWeights {
     /// The file stem, as given to `import`/`--weights`.
     pub name: String,
+    /// The file.
     pub path: PathBuf,
+    /// VGG16 or VGG19.
     pub architecture: Architecture,
+    /// The input convention of the weights.
     pub convention: InputConvention,
+    /// Where the weights came from.
     pub source: String,
+    /// sha256 (hex) of the file they were imported from.
     pub source_sha256: String,
 }
 
@@ -67,7 +76,9 @@ pub struct InstalledWeights {
 /// [`check_weights_dir`]) fails verification.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UnreadableWeights {
+    /// The file stem.
     pub name: String,
+    /// The file.
     pub path: PathBuf,
     /// Why it could not be read.
     pub reason: String,
@@ -274,7 +285,7 @@ pub fn scan_weights_dir(dir: &Path) -> Result<(Vec<InstalledWeights>, Vec<Unread
                 name,
                 remedy: remedy(&path),
                 path,
-                reason: e.to_string(),
+                reason: format!("{e:#}"),
             }),
         }
     }

@@ -338,8 +338,8 @@ impl Checkpoint {
     /// [`Checkpoint::open_zip`] on a zip read from `source`; `path` only names it in messages.
     pub(crate) fn from_zip_reader(path: &Path, source: Box<dyn ReadSeek>) -> Result<Checkpoint> {
         let bad = |m: String| Error::weights(path, m);
-        let mut archive =
-            ZipArchive::new(source).map_err(|e| bad(format!("not a valid zip archive: {e}")))?;
+        let mut archive = ZipArchive::new(source)
+            .map_err(|e| bad("not a valid zip archive".into()).with_source(e))?;
         let pickles: Vec<String> = archive
             .file_names()
             .filter_map(|n| n.ok())
