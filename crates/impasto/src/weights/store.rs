@@ -518,7 +518,7 @@ pub(crate) fn from_bytes(path: &Path, bytes: &[u8]) -> Result<VggWeights> {
     let meta = parse_metadata(header.metadata().as_ref()).map_err(&bad)?;
     match &meta.tensors_checksum {
         Some(recorded) => {
-            let data = tensor_data(&bytes).unwrap_or_default();
+            let data = tensor_data(bytes).unwrap_or_default();
             let found = checksum(data);
             if !found.eq_ignore_ascii_case(recorded) {
                 return Err(bad(format!(
