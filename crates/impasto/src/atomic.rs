@@ -319,7 +319,7 @@ mod tests {
                 check_writable(path).unwrap_err(),
                 write_bytes_atomic(path, b"x").unwrap_err(),
             ] {
-                let message = err.to_string();
+                let message = format!("{err:#}");
                 assert!(message.contains(what), "{message}");
                 assert!(message.contains("not a regular file"), "{message}");
             }
@@ -344,7 +344,7 @@ mod tests {
             return;
         }
         let err = check_writable(&sys.join("impasto-out.png")).unwrap_err();
-        let message = err.to_string();
+        let message = format!("{err:#}");
         assert!(
             message.contains("cannot create a file in /sys"),
             "{message}"
