@@ -515,7 +515,9 @@ fn prepare(
         .max(1.0);
     if !styles.is_empty() && style_long > MAX_WORKING_SIDE as f64 {
         return Err(Error::limits(format!(
-            "--style-scale {}: the style images would be resized to a long side of {style_long:.0}              px (size {} × style scale), more than the {MAX_WORKING_SIDE} px a working image may              have; use a smaller --style-scale",
+            "--style-scale {}: the style images would be resized to a long side of \
+             {style_long:.0} px (size {} × style scale), more than the {MAX_WORKING_SIDE} px a \
+             working image may have; use a smaller --style-scale",
             settings.style_scale, settings.size
         )));
     }

@@ -361,6 +361,7 @@ fn an_absurd_style_scale_is_refused_naming_it() {
             text.contains("--style-scale") && text.contains("1048576 px"),
             "{text}"
         );
+        assert!(!text.contains("  "), "{text}");
     }
     let s = TransferSettings {
         size: (1 << 20) + 1,

@@ -192,9 +192,10 @@ enum Source {
     },
 }
 
-/// What a zip checkpoint is read from: a file, or bytes in memory (the fuzz targets).
-pub(crate) trait ReadSeek: Read + Seek + Send {}
-impl<T: Read + Seek + Send> ReadSeek for T {}
+/// What a zip checkpoint is read from: a file, or bytes in memory (the fuzz targets). Send and
+/// Sync, as a `ZipArchive<File>` is, so that a checkpoint still is.
+pub(crate) trait ReadSeek: Read + Seek + Send + Sync {}
+impl<T: Read + Seek + Send + Sync> ReadSeek for T {}
 
 /// An opened checkpoint: the tensors of its state dict, ready to be read.
 pub struct Checkpoint {
