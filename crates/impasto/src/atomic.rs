@@ -354,7 +354,7 @@ mod tests {
         let file = dir.path().join("file");
         std::fs::write(&file, "").unwrap();
         let err = check_writable(&file.join("out.png")).unwrap_err();
-        assert!(err.to_string().contains("not a directory"), "{err}");
+        assert!(format!("{err:#}").contains("not a directory"), "{err:#}");
         // And the check leaves nothing behind.
         check_writable(&dir.path().join("out.png")).unwrap();
         assert_eq!(entries(dir.path()), ["file"]);
