@@ -70,4 +70,12 @@ impl Error {
     pub(crate) fn parameter(message: impl Into<String>) -> Self {
         Error::Parameter(message.into())
     }
+
+    pub(crate) fn fetch(message: impl Into<String>) -> Self {
+        Error::Fetch(message.into())
+    }
+
+    pub(crate) fn limits(message: impl Into<String>) -> Self {
+        Error::Limits(message.into())
+    }
 }

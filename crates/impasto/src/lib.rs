@@ -12,6 +12,8 @@
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
+//! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
+//!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
 //!
 //! A transfer, as the `impasto` binary runs it:
 //!
@@ -83,6 +85,8 @@ pub mod color;
 pub mod core;
 pub mod error;
 pub mod image_io;
+#[cfg(feature = "instant")]
+pub mod instant;
 pub mod loss;
 pub mod memory;
 pub mod model;
