@@ -97,9 +97,15 @@ fn the_style_predictor_matches_onnxruntime_and_reads_every_channel_scale() {
         max_abs(&got.0, &ort_fused.0),
         max_abs(&got.0, &first_scale_only.0),
     );
+    let differing = |a: &StyleVector, b: &StyleVector| {
+        a.0.iter().zip(&b.0).filter(|(x, y)| x != y).count()
+    };
     eprintln!(
-        "style vector max |tract − ort| {d:.5} (ORT_DISABLE_ALL), {d_fused:.5} (default); \
-         vs first-scale-only {d_wrong:.3}"
+        "style vector max |tract − ort| {d:.5} in {} entries (ORT_DISABLE_ALL), {d_fused:.5} in \
+         {} (default; default vs ORT_DISABLE_ALL: {} entries); vs first-scale-only {d_wrong:.3}",
+        differing(&got, &ort),
+        differing(&got, &ort_fused),
+        differing(&ort, &ort_fused),
     );
     // A few entries one output quantisation step (~0.02) apart at most.
     assert!(d <= 0.05, "tract vs onnxruntime: {d}");
@@ -123,8 +129,9 @@ fn the_style_transform_matches_onnxruntime_at_a_size_not_a_multiple_of_four() {
         report.push(format!(
             "transform{tag}: mean {mean:.2} p99 {p99:.1} max {max:.1}"
         ));
+        // The issue's bounds for matched rounding; measured: 0.00 (the same levels exactly).
         assert!(
-            mean <= 8.0 && p99 <= 40.0,
+            mean <= 3.0 && p99 <= 40.0,
             "tract vs onnxruntime{tag}: mean {mean:.2}, p99 {p99:.1} levels"
         );
     }
