@@ -75,7 +75,12 @@ pub struct StylizeArgs {
     #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f32)]
     pub preset_blend: Option<Vec<f32>>,
     /// Where to write the result (.png, .jpg or .tiff); never one of the inputs.
-    #[arg(long, short, value_name = "FILE", required_unless_present = "list_presets")]
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        required_unless_present = "list_presets"
+    )]
     pub output: Option<PathBuf>,
     /// Long side of the result in pixels (default: the photo's own, at most 1024).
     #[arg(long, value_parser = clap::value_parser!(u32).range(32..=8192))]

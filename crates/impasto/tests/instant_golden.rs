@@ -81,7 +81,10 @@ fn level_stats(got: &[f32], want_unit: &[f32]) -> (f64, f64, f64) {
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]
@@ -97,9 +100,8 @@ fn the_style_predictor_matches_onnxruntime_and_reads_every_channel_scale() {
         max_abs(&got.0, &ort_fused.0),
         max_abs(&got.0, &first_scale_only.0),
     );
-    let differing = |a: &StyleVector, b: &StyleVector| {
-        a.0.iter().zip(&b.0).filter(|(x, y)| x != y).count()
-    };
+    let differing =
+        |a: &StyleVector, b: &StyleVector| a.0.iter().zip(&b.0).filter(|(x, y)| x != y).count();
     eprintln!(
         "style vector max |tract − ort| {d:.5} in {} entries (ORT_DISABLE_ALL), {d_fused:.5} in \
          {} (default; default vs ORT_DISABLE_ALL: {} entries); vs first-scale-only {d_wrong:.3}",
@@ -109,10 +111,16 @@ fn the_style_predictor_matches_onnxruntime_and_reads_every_channel_scale() {
     );
     // A few entries one output quantisation step (~0.02) apart at most.
     assert!(d <= 0.05, "tract vs onnxruntime: {d}");
-    assert!(d_fused <= 0.05, "tract vs onnxruntime (fused int8 kernels): {d_fused}");
+    assert!(
+        d_fused <= 0.05,
+        "tract vs onnxruntime (fused int8 kernels): {d_fused}"
+    );
     // Reading only the first scale of each per-channel QuantizeLinear/DequantizeLinear (tract
     // before 0.23.8) lands far from onnxruntime: this test fails on that bug.
-    assert!(d_wrong > 0.5, "first-scale-only is indistinguishable: {d_wrong}");
+    assert!(
+        d_wrong > 0.5,
+        "first-scale-only is indistinguishable: {d_wrong}"
+    );
 }
 
 #[test]
@@ -156,6 +164,9 @@ fn the_built_in_styles_match_onnxruntime_to_float_precision() {
         .sum();
     let den: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum();
     let rel = (num / den).sqrt();
-    eprintln!("presets 7+19: relative L2 {rel:.2e}, max {:.2e} levels", max_abs(&out.rgb, &want));
+    eprintln!(
+        "presets 7+19: relative L2 {rel:.2e}, max {:.2e} levels",
+        max_abs(&out.rgb, &want)
+    );
     assert!(rel <= 1e-4, "relative difference {rel:e}");
 }

@@ -74,7 +74,9 @@ fn style_spec(args: &StylizeArgs) -> anyhow::Result<Spec> {
         (true, true) => bail!("give a --style painting or a --preset (see --list-presets)"),
         (false, true) => {
             if args.preset_blend.is_some() {
-                bail!("--preset-blend weighs --preset styles; use --style-blend-weights with --style");
+                bail!(
+                    "--preset-blend weighs --preset styles; use --style-blend-weights with --style"
+                );
             }
             Ok(Spec::Paintings(args.style_blend_weights.clone()))
         }
@@ -91,7 +93,12 @@ fn style_spec(args: &StylizeArgs) -> anyhow::Result<Spec> {
                     args.presets.len()
                 ),
             };
-            let pairs: Vec<(usize, f32)> = args.presets.iter().copied().zip(weights).collect();
+            let pairs: Vec<(usize, f32)> = args
+                .presets
+                .iter()
+                .map(|&p| p as usize)
+                .zip(weights)
+                .collect();
             Ok(Spec::Presets(PresetBlend::from_pairs(&pairs)?))
         }
     }

@@ -50,16 +50,26 @@ pub fn run(cmd: WeightsCommand) -> anyhow::Result<()> {
                 );
             }
             let dir = instant::models_dir()?;
-            println!("instant stylisation ({}; {}):", instant::REQUIREMENT, instant::LICENCE);
+            println!(
+                "instant stylisation ({}; {}):",
+                instant::REQUIREMENT,
+                instant::LICENCE
+            );
             for m in instant::installed_models_in(&dir) {
                 let state = if m.ok {
                     m.path.display().to_string()
                 } else if m.path.exists() {
-                    format!("{} (checksum differs: run `impasto weights fetch --instant --force`)", m.path.display())
+                    format!(
+                        "{} (checksum differs: run `impasto weights fetch --instant --force`)",
+                        m.path.display()
+                    )
                 } else {
                     "not installed (run `impasto weights fetch --instant`)".to_string()
                 };
-                println!("  {:<26} {:<52} {}", m.model.file_name, m.model.description, state);
+                println!(
+                    "  {:<26} {:<52} {}",
+                    m.model.file_name, m.model.description, state
+                );
             }
         }
     }

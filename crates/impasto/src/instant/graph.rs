@@ -117,7 +117,8 @@ mod tests {
     /// used the first scale for every channel, which is off here by up to 1000×.
     #[test]
     fn per_channel_scales_are_all_read() {
-        let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/instant");
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/instant");
         let graph = Graph::load(&dir.join("per_channel_qdq.onnx")).unwrap();
         let st_bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
@@ -133,7 +134,10 @@ mod tests {
         let (shape, got) = graph.run(&[(vec![1, 4, 2, 2], &x)]).unwrap();
         assert_eq!(shape, [1, 4, 2, 2]);
         for (g, w) in got.iter().zip(&want) {
-            assert!((g - w).abs() <= 1e-4 * w.abs().max(1.0), "{got:?} vs {want:?}");
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
         }
     }
 }

