@@ -229,7 +229,7 @@ fn stylize_refuses_bad_requests_clearly() {
         ),
     ] {
         let mut full = vec!["stylize"];
-        full.extend(args.iter().map(|s| s.as_ref()));
+        full.extend(args.iter().copied());
         let o = impasto(home.path(), &full);
         assert_eq!(o.status.code(), Some(1), "{full:?}: {}", stderr(&o));
         assert!(stderr(&o).contains(needle), "{full:?}: {}", stderr(&o));
