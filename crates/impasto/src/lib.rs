@@ -64,6 +64,8 @@
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
+//! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
+//!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
 //!
 //! # The engine's pieces
 //!
@@ -112,6 +114,8 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image_io;
+#[cfg(feature = "instant")]
+pub mod instant;
 pub mod loss;
 mod memory;
 pub mod model;

@@ -6,6 +6,9 @@ use super::options;
 use crate::cli::BenchArgs;
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.instant {
+        return super::bench_instant::run(args);
+    }
     options::on_threads(args.threads, || run_on_pool(args))
 }
 

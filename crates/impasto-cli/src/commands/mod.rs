@@ -1,6 +1,7 @@
 //! One module per subcommand; each turns parsed arguments into library calls and prints results.
 
 mod bench;
+mod bench_instant;
 mod loss_log;
 mod optimize;
 mod options;
@@ -8,6 +9,7 @@ mod outputs;
 mod reconstruct;
 mod run_settings;
 mod samples;
+mod stylize;
 mod transfer;
 mod weights;
 
@@ -20,6 +22,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Weights(cmd) => weights::run(cmd),
         Command::Bench(args) => bench::run(&args),
         Command::Transfer(args) => transfer::run(&args),
+        Command::Stylize(args) => stylize::run(&args),
         Command::Reconstruct(cmd) => reconstruct::run(&cmd),
         Command::Samples(cmd) => samples::run(&cmd),
     }

@@ -37,7 +37,15 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             style: args.style_weight,
             tv: args.tv_weight,
         },
-        init: init(&args.init)?,
+        init: match &args.init {
+            InitArg::Fast => Init::Image(super::stylize::instant_start(
+                &content,
+                &styles,
+                args.style_blend_weights.as_deref(),
+                args.run.size as usize,
+            )?),
+            other => init(other)?,
+        },
         preserve_color: options::preserve_color(args.preserve_color),
         masks,
         ..run.base.clone()
@@ -73,6 +81,10 @@ pub fn init(arg: &InitArg) -> anyhow::Result<Init> {
         InitArg::Style => Init::Style,
         InitArg::Noise => Init::Noise,
         InitArg::File(p) => Init::Image(image_io::load(p)?),
+        InitArg::Fast => anyhow::bail!(
+            "--init fast starts from the instant stylisation, which needs paintings: only \
+             `impasto transfer` has it"
+        ),
     })
 }
 

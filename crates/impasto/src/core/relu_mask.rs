@@ -81,7 +81,7 @@ impl ReluMask {
         debug_assert!(y < self.h && x * self.c + values.len() <= self.w * self.c);
         let row = &self.bits[y * self.row_words..(y + 1) * self.row_words];
         let start = x * self.c;
-        if start % 64 == 0 {
+        if start.is_multiple_of(64) {
             // VGG's channel counts are multiples of 64, so pixels start on a word: take the
             // values 64 at a time and skip the words that let everything through.
             let words = &row[start / 64..];
