@@ -38,8 +38,8 @@ pub enum BitDepth {
 /// The image is encoded in memory, written to a hidden temporary file in the destination's
 /// directory and renamed over the destination, so a reader (or a crash) never sees a partial
 /// file and a previous output survives a failed save. A symbolic link is written through (its
-/// target replaced, the link kept); a directory, device, FIFO or socket at the path is refused
-/// (see [`crate::atomic`]). Values are rounded and clamped to 0–255,
+/// target replaced, the link kept); a directory, device, FIFO or socket at the path is refused,
+/// since replacing it would destroy it. Values are rounded and clamped to 0–255,
 /// since the optimiser may leave them slightly outside.
 pub fn save(image: &Image, path: &Path) -> Result<()> {
     save_with_depth(image, path, BitDepth::Eight)
