@@ -127,14 +127,14 @@ impl StyleSpec {
                 "style blend weights {weights:?} must be finite and ≥ 0"
             )));
         }
-        let sum: f32 = weights.iter().sum();
-        if sum <= 0.0 {
-            return Err(Error::parameter("style blend weights are all zero"));
-        }
+        let weights: Vec<f64> = weights.iter().map(|&w| f64::from(w)).collect();
+        // The Gatys transfer's normalisation: weights whose f32 sum overflows keep their shares.
+        let shares = crate::transfer::blend_shares(&weights)
+            .map_err(|_| Error::parameter("style blend weights are all zero"))?;
         check_strength(strength)?;
         Ok(StyleSpec::Paintings {
             paintings,
-            blend_weights: weights.iter().map(|w| w / sum).collect(),
+            blend_weights: shares.iter().map(|&w| w as f32).collect(),
             strength,
         })
     }
@@ -329,4 +329,27 @@ fn check_side(image: &Image) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn painting_weights_whose_sum_overflows_keep_their_proportions() {
+        let painting = || Image::new(2, 2, vec![100.0; 12], None).unwrap();
+        let spec = StyleSpec::paintings(
+            vec![painting(), painting()],
+            Some(vec![f32::MAX, f32::MAX / 3.0]),
+            1.0,
+        )
+        .unwrap();
+        let StyleSpec::Paintings { blend_weights, .. } = spec else {
+            panic!("paintings");
+        };
+        assert!(
+            (blend_weights[0] - 0.75).abs() < 1e-6 && (blend_weights[1] - 0.25).abs() < 1e-6,
+            "{blend_weights:?}"
+        );
+    }
 }

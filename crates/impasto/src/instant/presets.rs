@@ -24,7 +24,8 @@ impl PresetBlend {
     /// `(style, weight)` pairs; weights are normalised to sum to 1, and a style named twice adds
     /// up.
     pub fn from_pairs(pairs: &[(usize, f32)]) -> Result<PresetBlend> {
-        let mut weights = [0.0f32; PRESET_COUNT];
+        // Summed in f64, so a style named twice with f32's largest weight stays finite.
+        let mut weights = [0.0f64; PRESET_COUNT];
         for &(index, weight) in pairs {
             if index >= PRESET_COUNT {
                 return Err(Error::parameter(format!(
@@ -37,16 +38,21 @@ impl PresetBlend {
                     "preset weight {weight} for style {index} must be a finite number ≥ 0"
                 )));
             }
-            weights[index] += weight;
+            weights[index] += f64::from(weight);
         }
-        let sum: f32 = weights.iter().sum();
-        if !(sum > 0.0 && sum.is_finite()) {
-            return Err(Error::parameter(
+        // The Gatys transfer's normalisation: weights whose sum overflows keep their shares.
+        let shares = crate::transfer::blend_shares(&weights).map_err(|_| {
+            Error::parameter(
                 "preset weights are all zero: give at least one style a positive weight",
-            ));
+            )
+        })?;
+        let mut normalised = [0.0f32; PRESET_COUNT];
+        for (n, s) in normalised.iter_mut().zip(shares) {
+            *n = s as f32;
         }
-        weights.iter_mut().for_each(|w| *w /= sum);
-        Ok(PresetBlend { weights })
+        Ok(PresetBlend {
+            weights: normalised,
+        })
     }
 
     /// Parses `7` or `3:0.5,12:0.5` (a style alone weighs 1), as the wheel's `--style` does.
@@ -98,6 +104,17 @@ mod tests {
         let blend = PresetBlend::parse(" 3:1, 12:3 ").unwrap();
         assert_eq!((blend.weights()[3], blend.weights()[12]), (0.25, 0.75));
         assert_eq!(PresetBlend::parse("5,5").unwrap().weights()[5], 1.0);
+    }
+
+    #[test]
+    fn weights_whose_sum_overflows_keep_their_proportions() {
+        let big =
+            PresetBlend::from_pairs(&[(3, f32::MAX), (12, f32::MAX), (12, f32::MAX)]).unwrap();
+        let (a, b) = (big.weights()[3], big.weights()[12]);
+        assert!(
+            (a - 1.0 / 3.0).abs() < 1e-6 && (b - 2.0 / 3.0).abs() < 1e-6,
+            "{a} {b}"
+        );
     }
 
     #[test]

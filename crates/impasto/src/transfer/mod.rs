@@ -15,6 +15,8 @@ mod record;
 mod settings;
 mod targets;
 
+pub(crate) use targets::blend_shares;
+
 pub use engine::{RunSummary, Stop, Transfer};
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;

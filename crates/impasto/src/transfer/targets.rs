@@ -377,8 +377,9 @@ fn parse_all(arch: Architecture, names: &[String]) -> Result<Vec<Layer>> {
 }
 
 /// Each blend weight's share of their sum. Divided by the largest first, so that weights whose
-/// sum overflows (1e308 twice) keep their proportions instead of all becoming 0.
-fn blend_shares(weights: &[f64]) -> Result<Vec<f64>> {
+/// sum overflows (1e308 twice) keep their proportions instead of all becoming 0. Shared by
+/// every blend of styles (the instant networks' too).
+pub(crate) fn blend_shares(weights: &[f64]) -> Result<Vec<f64>> {
     let largest = weights.iter().copied().fold(0.0, f64::max);
     if largest <= 0.0 {
         return Err(Error::parameter("style blend weights sum to 0"));
