@@ -61,6 +61,8 @@
 //!   forward and backward up to the deepest layer any loss needs.
 //! - [`loss`]: content, style (Gram) and total-variation losses with exact gradients.
 //! - [`optim`]: L-BFGS (with PyTorch's strong-Wolfe line search) and Adam over the pixels.
+//! - [`backend`]: the boundary the transfer evaluates through (network and objective on a
+//!   device); the CPU engine is [`backend::CpuBackend`], a GPU one lives in `impasto-gpu`.
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
@@ -105,6 +107,7 @@
 // Internal, but reached by the binary through `cli_support`: documented for us, not for embedders.
 #[allow(missing_docs)]
 mod atomic;
+pub mod backend;
 #[allow(missing_docs)]
 mod bench;
 pub mod color;
@@ -125,6 +128,8 @@ mod pip;
 #[cfg(feature = "fetch")]
 #[allow(missing_docs)]
 mod samples;
+#[doc(hidden)]
+pub mod testing;
 pub mod transfer;
 pub mod weights;
 

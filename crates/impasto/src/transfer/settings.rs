@@ -1,3 +1,6 @@
+use std::sync::Arc;
+
+use crate::backend::{Backend, CpuBackend};
 use crate::color::PreserveColor;
 use crate::core::Pooling;
 use crate::image_io::Image;
@@ -60,6 +63,9 @@ pub struct TransferSettings {
     pub seed: u64,
     /// When to run the image in tiles (see [`crate::loss::Tiling`]).
     pub tiles: TileSize,
+    /// The device that evaluates the objective: [`CpuBackend`] by default; front ends plug
+    /// others (a GPU from `impasto-gpu`) by value. Its network is built once per run.
+    pub backend: Arc<dyn Backend>,
 }
 
 /// When a transfer runs its image tile by tile, which needs less memory and gives the same
@@ -95,6 +101,7 @@ impl Default for TransferSettings {
             optimizer: OptimizerSettings::default(),
             seed: 0,
             tiles: TileSize::Auto,
+            backend: CpuBackend::shared(),
         }
     }
 }
