@@ -129,16 +129,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--device", default="cpu",
+                    help="torch device: cpu (default) or cuda (cuDNN; for bench/gpu_device.sh)")
+    ap.add_argument("--lbfgs", type=int, default=0,
+                    help="also time a whole run of this many L-BFGS iterations (torch.optim.LBFGS, "
+                         "strong-Wolfe line search, history 100) from the content image")
     args = ap.parse_args()
     assert args.size % 16 == 0, "--size must be a multiple of 16"
 
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(args.seed)
     params = make_weights(gen)
+    dev = torch.device(args.device)
+    params = {k: (w.to(dev), b.to(dev)) for k, (w, b) in params.items()}
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     S = args.size
-    x = torch.randn(1, 3, S, S, generator=gen).requires_grad_(True)
+    x = torch.randn(1, 3, S, S, generator=gen).to(dev).requires_grad_(True)
     gflop_fwd = conv_flops(S) / 1e9
-    prefix = f"torch {torch.__version__} size {S} threads {args.threads} pooling {args.pooling}:"
+    where = f"device {torch.cuda.get_device_name(dev)}" if dev.type == "cuda" else f"threads {args.threads}"
+    prefix = f"torch {torch.__version__} size {S} {where} pooling {args.pooling}:"
     print(f"# torch {torch.__version__} num_threads {torch.get_num_threads()} "
           f"cpu_capability {torch.backends.cpu.get_cpu_capability()} "
           f"conv GFLOP fwd {gflop_fwd:.3f} fwd+bwd {2 * gflop_fwd:.3f}", flush=True)
@@ -152,19 +161,21 @@ def main():
     if do_fwd:
         def fwd():
             with torch.no_grad():
-                return features(x, params, args.pooling)
+                out = features(x, params, args.pooling)
+            sync()
+            return out
         tmin, tmed = timeit(fwd, args.warmup, args.runs)
         print(f"{prefix} forward min {tmin:.3f} s median {tmed:.3f} s "
               f"{gflop_fwd / tmin:.1f} GFLOP/s", flush=True)
 
     if do_iter:
         with torch.no_grad():
-            content_img = torch.randn(1, 3, S, S, generator=gen)
-            style_img = torch.randn(1, 3, S, S, generator=gen)
+            content_img = torch.randn(1, 3, S, S, generator=gen).to(dev)
+            style_img = torch.randn(1, 3, S, S, generator=gen).to(dev)
             content_target = features(content_img, params, args.pooling)[CONTENT_LAYER].clone()
             sf = features(style_img, params, args.pooling)
             style_targets = {l: gram(sf[l]) for l in STYLE_LAYERS}
-            del sf, content_img, style_img
+            del sf, style_img
 
         state = {}
 
@@ -179,6 +190,28 @@ def main():
         print(f"# loss {state['loss']:.6g} grad_norm {state['gnorm']:.6g}", flush=True)
         print(f"{prefix} fwd+bwd min {tmin:.3f} s median {tmed:.3f} s "
               f"{2 * gflop_fwd / tmin:.1f} GFLOP/s", flush=True)
+
+        if args.lbfgs > 0:
+            # The seed's loop: L-BFGS over the pixels from the content image, as Gatys et al.
+            img = content_img.clone().requires_grad_(True)
+            opt = torch.optim.LBFGS([img], max_iter=args.lbfgs, history_size=100,
+                                    line_search_fn="strong_wolfe", tolerance_grad=0.0,
+                                    tolerance_change=0.0)
+
+            def closure():
+                opt.zero_grad()
+                loss = loss_fn(features(img, params, args.pooling), content_target, style_targets)
+                loss.backward()
+                return loss
+
+            sync()
+            t0 = time.perf_counter()
+            opt.step(closure)
+            sync()
+            t = time.perf_counter() - t0
+            evals = opt.state[opt._params[0]]["func_evals"]
+            print(f"{prefix} lbfgs {args.lbfgs} iterations {t:.2f} s ({evals} evaluations)",
+                  flush=True)
 
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(f"peak_rss_mib {peak_kib / 1024:.0f} only {args.only or 'both'} size {S}", flush=True)
