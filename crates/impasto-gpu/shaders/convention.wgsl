@@ -21,15 +21,15 @@ struct Params {
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let from = array<u32, 3>(p.src0, p.src1, p.src2);
+    let src_of = array<u32, 3>(p.src0, p.src1, p.src2);
     let n = p.pixels * 3u;
     for (var i = gid.x; i < n; i += nwg.x * 256u) {
         let c = i % 3u;
         let base = i - c;
         if (p.backward != 0u) {
-            dst[base + from[c]] = src[i] * p.scale[c];
+            dst[base + src_of[c]] = src[i] * p.scale[c];
         } else {
-            dst[i] = src[base + from[c]] * p.scale[c] + p.offset[c];
+            dst[i] = src[base + src_of[c]] * p.scale[c] + p.offset[c];
         }
     }
 }

@@ -82,7 +82,7 @@ impl Gpu {
         });
         let mut enc = self.device.create_command_encoder(&Default::default());
         let mut at = 0u64;
-        for (b, d) in pairs {
+        for (b, d) in pairs.iter() {
             assert!(d.len() <= b.len, "read past the buffer's end");
             let bytes = (d.len() * 4) as u64;
             if bytes > 0 {

@@ -44,6 +44,16 @@ impl GpuBackend {
         })
     }
 
+    /// The machine's GPU backend as the front ends list them: the best adapter (hardware if
+    /// there is one, else a software one, which [`BackendInfo::is_software`] tells), or why
+    /// there is none.
+    pub fn available() -> std::result::Result<Vec<Arc<dyn Backend>>, String> {
+        match Self::open(AdapterChoice::Any) {
+            Ok(b) => Ok(vec![Arc::new(b) as Arc<dyn Backend>]),
+            Err(e) => Err(format!("{e:#}")),
+        }
+    }
+
     /// The device.
     pub fn gpu(&self) -> &Gpu {
         &self.gpu

@@ -8,7 +8,7 @@
 mod common;
 
 use common::gpu;
-use impasto::backend::{Evaluator, Network};
+use impasto::backend::Network;
 use impasto::core::{Conv3x3, FeatureMap, Pooling};
 use impasto::loss::{ContentLoss, LossParts, LossWeights, Objective, SpatialMask, StyleLoss};
 use impasto::model::{Architecture, InputConvention, Layer, Vgg};
