@@ -69,7 +69,9 @@ pub struct Gpu {
 
 impl fmt::Debug for Gpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Gpu").field("adapter", &self.report).finish()
+        f.debug_struct("Gpu")
+            .field("adapter", &self.report)
+            .finish()
     }
 }
 
@@ -130,7 +132,9 @@ impl Gpu {
             backend: format!("{:?}", info.backend),
             device_type: format!("{:?}", info.device_type),
             software: info.device_type == wgpu::DeviceType::Cpu,
-            driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
             max_storage_binding: limits.max_storage_buffer_binding_size,

@@ -50,7 +50,11 @@ struct Tap<'a> {
 }
 
 impl GpuEvaluator {
-    pub(crate) fn new(net: &GpuNetwork, objective: Objective, (w, h): (usize, usize)) -> Result<Self> {
+    pub(crate) fn new(
+        net: &GpuNetwork,
+        objective: Objective,
+        (w, h): (usize, usize),
+    ) -> Result<Self> {
         let layers = objective.layers();
         let arch: Architecture = impasto::backend::Network::architecture(net);
         let fwd = net.forward_pass((w, h), &layers)?;
@@ -71,8 +75,18 @@ impl GpuEvaluator {
             kind: PendingKind,
         }
         enum PendingKind {
-            Content { target: usize, n: usize, scale: f32 },
-            Style { diff: usize, weight: Option<usize>, pixels: usize, c: usize, scale: f32 },
+            Content {
+                target: usize,
+                n: usize,
+                scale: f32,
+            },
+            Style {
+                diff: usize,
+                weight: Option<usize>,
+                pixels: usize,
+                c: usize,
+                scale: f32,
+            },
         }
         let mut pending = Vec::new();
         for loss in objective.content_losses() {
@@ -93,7 +107,9 @@ impl GpuEvaluator {
             let target: Vec<f32> = t.interior().collect();
             let tb = g.upload(&target, "content target");
             rest.push(k.squared_distance(f, Some(&tb), &sums, sh * sw * c, slots.len()));
-            slots.push(Slot::Content { weight: loss.weight() });
+            slots.push(Slot::Content {
+                weight: loss.weight(),
+            });
             let (stage, pre) = stage_of(arch, layer)?;
             pending.push(Pending {
                 stage,
@@ -112,7 +128,10 @@ impl GpuEvaluator {
             if loss.channels() != c {
                 return Err(Error::new(
                     ErrorKind::Parameter,
-                    format!("the style target at {layer} has {} channels, the layer {c}", loss.channels()),
+                    format!(
+                        "the style target at {layer} has {} channels, the layer {c}",
+                        loss.channels()
+                    ),
                 ));
             }
             let mass = match loss.mask() {
@@ -130,7 +149,10 @@ impl GpuEvaluator {
                     m.mass()
                 }
             };
-            slots.push(Slot::Style { weight: loss.weight(), channels: c });
+            slots.push(Slot::Style {
+                weight: loss.weight(),
+                channels: c,
+            });
             if mass == 0.0 {
                 // Nothing of the region reaches this layer: no loss, no gradient (as on the CPU).
                 continue;
@@ -163,8 +185,16 @@ impl GpuEvaluator {
         }
 
         // The backward pass: two gradient buffers alternate, each sized for the largest stage.
-        let largest = fwd.shapes.iter().map(|(_, (a, b, c))| a * b * c).max().unwrap_or(0);
-        let grads = [g.zeros(largest, "gradient A"), g.zeros(largest, "gradient B")];
+        let largest = fwd
+            .shapes
+            .iter()
+            .map(|(_, (a, b, c))| a * b * c)
+            .max()
+            .unwrap_or(0);
+        let grads = [
+            g.zeros(largest, "gradient A"),
+            g.zeros(largest, "gradient B"),
+        ];
         let grad_input = g.zeros(h * w * 3, "input gradient");
         let grad_rgb = g.zeros(h * w * 3, "image gradient");
         let taps: Vec<Tap<'_>> = pending
@@ -180,11 +210,28 @@ impl GpuEvaluator {
                     PendingKind::Content { target, n, scale } => {
                         Box::new(move |gb| k.content_gradient(f, &held[target], gb, n, scale))
                     }
-                    PendingKind::Style { diff, weight, pixels, c, scale } => Box::new(move |gb| {
-                        k.gram_gradient(f, &held[diff], weight.map(|i| &held[i]), gb, (pixels, c), scale)
+                    PendingKind::Style {
+                        diff,
+                        weight,
+                        pixels,
+                        c,
+                        scale,
+                    } => Box::new(move |gb| {
+                        k.gram_gradient(
+                            f,
+                            &held[diff],
+                            weight.map(|i| &held[i]),
+                            gb,
+                            (pixels, c),
+                            scale,
+                        )
                     }),
                 };
-                Tap { stage: p.stage, pre: p.pre, grad }
+                Tap {
+                    stage: p.stage,
+                    pre: p.pre,
+                    grad,
+                }
             })
             .collect();
         let losses_at = |s: usize, pre: bool, gb: &GpuBuffer| -> Vec<Dispatch> {
@@ -302,7 +349,11 @@ impl Evaluator for GpuEvaluator {
         if grad.len() != x.len() {
             return Err(Error::new(
                 ErrorKind::Parameter,
-                format!("a gradient of {} values for an image of {}", grad.len(), x.len()),
+                format!(
+                    "a gradient of {} values for an image of {}",
+                    grad.len(),
+                    x.len()
+                ),
             ));
         }
         let g = &self.gpu;
@@ -316,7 +367,13 @@ impl Evaluator for GpuEvaluator {
         }
         let grad_bytes = self.grad_rgb.bytes();
         enc.copy_buffer_to_buffer(&self.grad_rgb.buffer, 0, &self.staging, 0, grad_bytes);
-        enc.copy_buffer_to_buffer(&self.sums.buffer, 0, &self.staging, grad_bytes, self.sums.bytes());
+        enc.copy_buffer_to_buffer(
+            &self.sums.buffer,
+            0,
+            &self.staging,
+            grad_bytes,
+            self.sums.bytes(),
+        );
         g.queue.submit([enc.finish()]);
         let (tx, rx) = std::sync::mpsc::channel();
         self.staging.map_async(wgpu::MapMode::Read, .., move |r| {

@@ -17,8 +17,11 @@ const GEMM: &str = include_str!("../shaders/gemm.wgsl");
 
 /// Threads per workgroup of the one-dimensional kernels.
 const WG: usize = 256;
-/// Partial sums each [`Kernels::squared_distance`] call writes (one per workgroup).
-pub const PARTIALS_PER_SLOT: usize = 256;
+/// Values each [`Kernels::squared_distance`] call writes: a (hi, lo) pair per workgroup, whose
+/// sum in f64 is the partial sum.
+pub const PARTIALS_PER_SLOT: usize = 512;
+/// Workgroups of a [`Kernels::squared_distance`] call.
+const REDUCTION_GROUPS: u32 = 256;
 /// Values of a Gram matrix's partial sums kept at most (split-K's scratch, 16 MiB).
 const MAX_GRAM_PARTIAL: usize = 4 << 20;
 /// Output tile edge of the tiled matrix product (gemm.wgsl's TM and TN).
@@ -276,13 +279,7 @@ impl Kernels {
     ) -> Dispatch {
         assert!(input.len() >= h * w * conv.cin && out.len() >= h * w * conv.cout);
         let flags = BIAS | if relu { RELU } else { 0 };
-        let p = Params::new(&[
-            h as u32,
-            w as u32,
-            conv.cin as u32,
-            conv.cout as u32,
-            flags,
-        ]);
+        let p = Params::new(&[h as u32, w as u32, conv.cin as u32, conv.cout as u32, flags]);
         self.dispatch(
             &self.conv,
             p,
@@ -304,15 +301,8 @@ impl Kernels {
         mask: Option<&GpuBuffer>,
     ) -> Dispatch {
         assert!(grad_out.len() >= h * w * conv.cout && grad_in.len() >= h * w * conv.cin);
-        let flags =
-            if accumulate { ACCUMULATE } else { 0 } | if mask.is_some() { MASK } else { 0 };
-        let p = Params::new(&[
-            h as u32,
-            w as u32,
-            conv.cout as u32,
-            conv.cin as u32,
-            flags,
-        ]);
+        let flags = if accumulate { ACCUMULATE } else { 0 } | if mask.is_some() { MASK } else { 0 };
+        let p = Params::new(&[h as u32, w as u32, conv.cout as u32, conv.cin as u32, flags]);
         self.dispatch(
             &self.conv,
             p,
@@ -435,8 +425,8 @@ impl Kernels {
         (pixels, c): (usize, usize),
         scale: f32,
     ) -> Dispatch {
-        let p = Params::new(&[pixels as u32, c as u32, 0, weight.is_some() as u32])
-            .set_f32(2, scale);
+        let p =
+            Params::new(&[pixels as u32, c as u32, 0, weight.is_some() as u32]).set_f32(2, scale);
         self.dispatch(
             &self.gram_gradient,
             p,
@@ -487,13 +477,16 @@ impl Kernels {
         n: usize,
         slot: usize,
     ) -> Dispatch {
-        assert!(sums.len() >= (slot + 1) * PARTIALS_PER_SLOT, "partial sums buffer");
+        assert!(
+            sums.len() >= (slot + 1) * PARTIALS_PER_SLOT,
+            "partial sums buffer"
+        );
         let p = Params::new(&[n as u32, slot as u32, b.is_some() as u32]);
         self.dispatch(
             &self.squared_distance,
             p,
             &[a, b.unwrap_or(&self.dummy), sums],
-            [PARTIALS_PER_SLOT as u32, 1, 1],
+            [REDUCTION_GROUPS, 1, 1],
         )
     }
 

