@@ -299,6 +299,10 @@ pub struct RunArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Where the network runs: cpu, gpu (Vulkan, Metal or DX12 through wgpu), or auto (a
+    /// hardware GPU adapter if there is one, else the CPU; the choice is printed).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Run the image in tiles of about PX a side (plus a halo each side), which needs less
     /// memory and gives the same result, with each iteration about twice as slow. auto (the
     /// default) tiles only when the whole image does not fit in the available memory.
@@ -490,6 +494,17 @@ pub enum PoolingArg {
     Max,
 }
 
+/// `--device`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// The CPU engine.
+    Cpu,
+    /// A GPU adapter (a software one only if nothing else is there).
+    Gpu,
+    /// A hardware GPU adapter if there is one, else the CPU.
+    Auto,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AlgorithmArg {
     /// Winograd F(4×4) on every layer but the first (the default).
@@ -522,6 +537,10 @@ pub struct BenchArgs {
     /// Worker threads (default: one per core).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub threads: Option<u32>,
+    /// Where the network runs: cpu, gpu or auto (a hardware GPU adapter if there is one, else
+    /// the CPU).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
     /// Weights file; default: the installed weights for the model, else random ones (timing does
     /// not depend on the values).
     #[arg(long)]

@@ -5,8 +5,9 @@
 
 use std::time::Instant;
 
+use crate::backend::Network;
 use crate::loss::{ContentLoss, LossWeights, Objective, StyleLoss};
-use crate::model::{Architecture, Layer, Vgg};
+use crate::model::{Architecture, Layer};
 use crate::weights::VggWeights;
 use crate::{Error, Result};
 
@@ -29,10 +30,14 @@ pub struct BenchReport {
     pub threads: usize,
     /// Convolution FLOPs of one forward pass (`2·H·W·Cin·Cout·9` summed).
     pub forward_flops: f64,
-    pub forward_s: Timing,
+    /// `None` where the backend does not run the forward pass on its own.
+    pub forward_s: Option<Timing>,
     /// Forward, losses and the input gradient: one optimiser iteration's work.
     pub iteration_s: Timing,
+    /// What the evaluator holds on the backend's device (buffers and targets).
     pub workspace_bytes: usize,
+    /// The backend's kernels.
+    pub kernel_bytes: u64,
     /// Peak resident memory of the process, where the OS reports it.
     pub peak_rss_bytes: Option<u64>,
 }
@@ -44,8 +49,8 @@ pub struct Timing {
 }
 
 impl BenchReport {
-    pub fn forward_gflops(&self) -> f64 {
-        self.forward_flops / self.forward_s.min / 1e9
+    pub fn forward_gflops(&self) -> Option<f64> {
+        self.forward_s.map(|t| self.forward_flops / t.min / 1e9)
     }
     /// The iteration does the forward convolutions and, for each, its input gradient.
     pub fn iteration_gflops(&self) -> f64 {
@@ -80,8 +85,9 @@ fn synthetic_image(size: usize, seed: u32) -> Vec<f32> {
         .collect()
 }
 
-/// Builds the paper's objective at `size` on synthetic images and times it.
-pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
+/// Builds the paper's objective at `size` on synthetic images and times it on the network's
+/// backend.
+pub fn run(net: &dyn Network, config: &BenchConfig) -> Result<BenchReport> {
     if config.size < 16 || config.iterations == 0 {
         return Err(Error::parameter(
             "bench needs a size of at least 16 px (to reach relu5_1) and at least one iteration",
@@ -93,54 +99,73 @@ pub fn run(net: &Vgg, config: &BenchConfig) -> Result<BenchReport> {
     };
     let (content_layers, style_layers) = (parse(GATYS_CONTENT)?, parse(GATYS_STYLE)?);
     let size = config.size;
-    let all: Vec<Layer> = content_layers
-        .iter()
-        .chain(&style_layers)
-        .copied()
-        .collect();
-    crate::memory::ensure_available(
-        net.workspace_bytes(size, size, &all)? as u64,
-        &format!("a {size}×{size} bench"),
-    )?;
+    let need = net.memory(&crate::backend::Problem {
+        size: (size, size),
+        style_sizes: &[(size, size)],
+        content_layers: &content_layers,
+        style_layers: &style_layers,
+        tiling: None,
+    })?;
+    let what = format!("a {size}×{size} bench");
+    match need.shared_with_host {
+        true => crate::memory::ensure_available(need.needed, &what)?,
+        false => {
+            if let Some(avail) = need.available.filter(|&a| need.needed > a) {
+                return Err(Error::limits(format!(
+                    "{what} needs about {:.1} GiB on {}, which has {:.1} GiB",
+                    need.needed as f64 / (1u64 << 30) as f64,
+                    net.info(),
+                    avail as f64 / (1u64 << 30) as f64
+                )));
+            }
+        }
+    }
     let content_img = synthetic_image(size, 1);
     let style_img = synthetic_image(size, 2);
     let content = net
-        .features_of_image(&content_img, size, size, &content_layers)?
+        .features(&content_img, (size, size), &content_layers, None)?
         .into_iter()
         .zip(&content_layers)
         .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
         .collect();
     let w_l = 1.0 / style_layers.len() as f64;
-    let style = net.visit_features_of_image(&style_img, size, size, &style_layers, |l, f| {
-        Ok(StyleLoss::new(l, f, w_l))
-    })?;
-    let mut objective = Objective::new(content, style, LossWeights::default())?;
-    let mut ws = net.workspace(size, size, &objective.layers())?;
+    let style = (net.grams(&style_img, (size, size), &style_layers, None, None)?)
+        .into_iter()
+        .zip(&style_layers)
+        .map(|(g, &l)| {
+            let g = g.ok_or_else(|| Error::parameter(format!("no Gram matrix at {l}")))?;
+            Ok(StyleLoss::from_target(l, g.values, g.channels, w_l))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let objective = Objective::new(content, style, LossWeights::default())?;
+    let mut evaluator = net.evaluator(objective, (size, size), None)?;
     let x = synthetic_image(size, 3);
     let mut grad = vec![0.0; x.len()];
-    net.convention().to_network(&x, ws.input_mut());
 
     let mut forward = Vec::new();
     let mut iteration = Vec::new();
     for i in 0..config.warmup + config.iterations {
         let t = Instant::now();
-        net.forward(&mut ws);
+        let alone = evaluator.forward_only(&x)?;
         let f = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        objective.evaluate(net, &mut ws, &x, &mut grad)?;
+        evaluator.evaluate(&x, &mut grad)?;
         let it = t.elapsed().as_secs_f64();
         if i >= config.warmup {
-            forward.push(f);
+            if alone {
+                forward.push(f);
+            }
             iteration.push(it);
         }
     }
     Ok(BenchReport {
         size,
         threads: rayon::current_num_threads(),
-        forward_flops: net.forward_flops(&ws),
-        forward_s: timing(forward),
+        forward_flops: net.forward_flops((size, size)),
+        forward_s: (!forward.is_empty()).then(|| timing(forward)),
         iteration_s: timing(iteration),
-        workspace_bytes: ws.allocated_bytes(),
+        workspace_bytes: evaluator.allocated_bytes() as usize,
+        kernel_bytes: net.kernel_bytes(),
         peak_rss_bytes: crate::memory::peak_rss_bytes(),
     })
 }

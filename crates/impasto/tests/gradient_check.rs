@@ -539,3 +539,12 @@ fn weights_that_do_not_fit_their_network_are_an_error_not_a_panic() {
     w.convs.pop();
     assert!(Vgg::<f32>::new(&w, Pooling::Avg).is_err());
 }
+
+common::backends::for_each_backend! { common::backends::backends();
+    every_backend_matches_finite_differences => |backend| {
+        impasto::testing::gradient_matches_finite_differences(
+            backend,
+            impasto::testing::Tolerance::F32,
+        )
+    };
+}

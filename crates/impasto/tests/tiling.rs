@@ -210,3 +210,9 @@ fn no_window_exceeds_the_maximum() {
         }
     }
 }
+
+common::backends::for_each_backend! { common::backends::backends();
+    every_backend_tiles_like_the_whole_image => |backend| {
+        impasto::testing::tiled_equals_whole(backend, impasto::testing::Tolerance::F32)
+    };
+}

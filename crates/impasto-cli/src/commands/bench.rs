@@ -1,5 +1,5 @@
+use impasto::backend::NetworkSpec;
 use impasto::cli_support::bench::{self, BenchConfig};
-use impasto::model::{Vgg, VggOptions};
 use impasto::weights;
 
 use super::options;
@@ -36,25 +36,27 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
             weights.architecture
         );
     }
-    let options = VggOptions {
+    let device = crate::device::resolve(args.device)?;
+    let spec = NetworkSpec {
         pooling,
         algorithm: options::algorithm(args.algorithm),
-        deepest: Some(arch.parse_layer("relu5_1")?),
+        deepest: arch.parse_layer("relu5_1")?,
     };
-    let net: Vgg = Vgg::with_options(&weights, &options)?;
+    let net = device.backend.load(&weights, &spec)?;
     drop(weights);
     let config = BenchConfig {
         size: args.size as usize,
         iterations: args.iterations as usize,
         warmup: 1,
     };
-    let r = bench::run(&net, &config)?;
+    let r = bench::run(&*net, &config)?;
     let gf = r.forward_flops / 1e9;
     println!("impasto bench: {arch} to relu5_1, {pooling} pooling, content relu4_2, style relu1_1..relu5_1");
     println!(
         "convolutions: {:?} (GFLOP/s counts direct-convolution work, so fewer multiplies show as more)",
-        options.algorithm
+        spec.algorithm
     );
+    println!("device: {}", device.description);
     println!("weights: {origin}");
     println!(
         "size {0}x{0}, {1} threads, {2} timed iterations; conv work {3:.1} GFLOP forward, {4:.1} GFLOP forward+backward",
@@ -64,12 +66,12 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
         gf,
         2.0 * gf
     );
-    println!(
-        "forward          {:8.3} s/iter (median {:.3})  {:7.1} GFLOP/s",
-        r.forward_s.min,
-        r.forward_s.median,
-        r.forward_gflops()
-    );
+    if let (Some(f), Some(gflops)) = (r.forward_s, r.forward_gflops()) {
+        println!(
+            "forward          {:8.3} s/iter (median {:.3})  {gflops:7.1} GFLOP/s",
+            f.min, f.median,
+        );
+    }
     println!(
         "forward+backward {:8.3} s/iter (median {:.3})  {:7.1} GFLOP/s",
         r.iteration_s.min,
@@ -77,7 +79,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
         r.iteration_gflops()
     );
     let mb = |b: u64| b as f64 / (1024.0 * 1024.0);
-    println!("kernels          {:8.1} MiB", mb(net.kernel_bytes() as u64));
+    println!("kernels          {:8.1} MiB", mb(r.kernel_bytes));
     println!("workspace        {:8.1} MiB", mb(r.workspace_bytes as u64));
     match r.peak_rss_bytes {
         Some(p) => println!("peak memory      {:8.1} MiB (process peak RSS)", mb(p)),

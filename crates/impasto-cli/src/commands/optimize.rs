@@ -69,6 +69,9 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     let last_iterations = *schedule.iterations.last().unwrap_or(&0);
     install_interrupt_handler();
 
+    if !run.quiet {
+        eprintln!("device: {}", run.device);
+    }
     let bar = progress_bar(total as u64, run.quiet);
     let save_every = run.save_every;
     let depth = run.bit_depth;

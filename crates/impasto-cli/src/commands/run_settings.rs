@@ -32,11 +32,14 @@ pub struct RunSettings {
     pub bit_depth: BitDepth,
     /// No progress bar or summary.
     pub quiet: bool,
+    /// `--device` resolved, in words (its backend is `base.backend`).
+    pub device: String,
 }
 
 impl RunSettings {
     /// Resolves the flags; fails for a combination the library refuses (e.g. the schedule's).
     pub fn from_args(run: &RunArgs) -> anyhow::Result<RunSettings> {
+        let device = crate::device::resolve(run.device)?;
         Ok(RunSettings {
             base: TransferSettings {
                 size: run.size as usize,
@@ -46,6 +49,7 @@ impl RunSettings {
                 optimizer: options::optimizer(run),
                 seed: run.seed,
                 tiles: options::tile_size(run.tile_size),
+                backend: device.backend,
                 ..TransferSettings::default()
             },
             schedule: options::schedule(run)?,
@@ -56,6 +60,7 @@ impl RunSettings {
             save_every: run.save_every.map(|n| n as usize),
             bit_depth: options::bit_depth(run.bit_depth),
             quiet: run.quiet,
+            device: device.description,
         })
     }
 
@@ -121,6 +126,10 @@ mod tests {
         assert_eq!(run.save_every, Some(7));
         assert_eq!(run.schedule.sizes.len(), 3);
         assert_eq!(run.schedule.sizes.last(), Some(&300));
+        assert_eq!(
+            resolve(&["--device", "cpu"]).base.backend.info().name,
+            "cpu"
+        );
     }
 
     #[test]

@@ -1,13 +1,15 @@
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
+use crate::backend::{DeviceMemory, Evaluator, Network, NetworkSpec, Problem};
 use crate::color;
 use crate::image_io::{self, Image};
-use crate::loss::{LossParts, Objective, Tiling};
-use crate::model::{Layer, Vgg, VggOptions, Workspace};
+use crate::loss::{LossParts, Tiling};
+use crate::model::Layer;
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
-use crate::{memory, Error, ErrorKind, Result};
+use crate::{memory, Error, Result};
 
 use super::noise::gaussian_image;
 use super::recolor::Recolor;
@@ -46,14 +48,13 @@ pub struct RunSummary {
     pub elapsed_s: f64,
 }
 
-/// One style transfer (or reconstruction) in progress: the network, the objective with its
-/// targets, the image being optimised and the best image so far.
+/// One style transfer (or reconstruction) in progress: the backend's evaluator of the objective
+/// (network, targets, buffers), the image being optimised and the best image so far.
 pub struct Transfer {
-    net: Vgg,
-    pub(super) objective: Objective,
-    ws: Workspace,
-    /// Set when the image runs tile by tile; `ws` is then sized for one window.
-    tiling: Option<Tiling>,
+    /// The objective and its gradient, on the settings' backend (whole or tile by tile).
+    evaluator: Box<dyn Evaluator>,
+    /// The layers the losses read.
+    layers: Vec<Layer>,
     optimizer: Box<dyn Optimizer>,
     width: usize,
     height: usize,
@@ -82,22 +83,37 @@ impl Transfer {
     /// Prepares a transfer of `styles` onto `content` (both at any size; they are resized per
     /// `settings`). With no content layers `content` only sets the canvas (size, alpha); with no
     /// style layers `styles` may be empty. Refuses, before allocating, a size whose memory
-    /// estimate exceeds what the system has available.
+    /// estimate exceeds what the system (or the backend's device) has available.
+    ///
+    /// Builds the network on `settings.backend`; to run several transfers on one network (the
+    /// scales of a coarse-to-fine run), build it once with [`load_network`] and use
+    /// [`Transfer::with_network`].
     pub fn new(
         weights: &VggWeights,
         content: &Image,
         styles: &[Image],
         settings: &TransferSettings,
     ) -> Result<Self> {
+        let network = load_network(weights, settings, styles.len())?;
+        Self::with_network(&*network, content, styles, settings)
+    }
+
+    /// [`Transfer::new`] on a network already built by [`load_network`] with the same
+    /// architecture, pooling and layers (it must reach the deepest layer a loss reads).
+    pub fn with_network(
+        network: &dyn Network,
+        content: &Image,
+        styles: &[Image],
+        settings: &TransferSettings,
+    ) -> Result<Self> {
         let Prepared {
-            net,
             plan,
             width,
             height,
             style_sizes,
             tiling,
             optimizer,
-        } = prepare(weights, content, styles, settings)?;
+        } = prepare(network, content, styles, settings)?;
         let content = image_io::resize(content, width, height)?;
         let recolor = Recolor::new(settings.preserve_color, &content);
         let resized_styles = styles
@@ -106,24 +122,18 @@ impl Transfer {
             .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
             .collect::<Result<Vec<_>>>()?;
         let seen_content = recolor.content();
-        // Whole: the targets use workspaces of their own, freed before this one exists (the
-        // memory estimate counts the larger, not both). Tiled: one window's workspace serves all.
-        let (objective, ws) = match &tiling {
-            None => {
-                let objective =
-                    plan.objective(&net, &seen_content, &resized_styles, settings, None)?;
-                (objective, net.workspace(height, width, &plan.taps())?)
-            }
-            Some(t) => {
-                let side = t.max_window();
-                let mut ws = net.workspace(side.min(height), side.min(width), &plan.taps())?;
-                let tiled = Some((t, &mut ws));
-                let objective =
-                    plan.objective(&net, &seen_content, &resized_styles, settings, tiled)?;
-                (objective, ws)
-            }
-        };
+        // The targets use buffers of their own, freed before the evaluator's exist (the memory
+        // estimate counts the larger, not both).
+        let objective = plan.objective(
+            network,
+            &seen_content,
+            &resized_styles,
+            settings,
+            tiling.as_ref(),
+        )?;
         drop(resized_styles);
+        let layers = objective.layers();
+        let evaluator = network.evaluator(objective, (width, height), tiling)?;
         let x = match &settings.init {
             Init::Content => seen_content.rgb,
             // From the original, not the style-sized copy: one resampling, not two.
@@ -143,10 +153,8 @@ impl Transfer {
         let chroma_source = recolor.chroma_source();
         let optimizer = optimizer.build(x.len())?;
         Ok(Transfer {
-            net,
-            objective,
-            ws,
-            tiling,
+            evaluator,
+            layers,
             optimizer,
             width,
             height,
@@ -187,7 +195,13 @@ impl Transfer {
 
     /// The layers the losses read.
     pub fn layers(&self) -> Vec<Layer> {
-        self.objective.layers()
+        self.layers.clone()
+    }
+
+    /// The targets the transfer built, where its backend keeps them on the host.
+    #[cfg(test)]
+    pub(super) fn objective(&self) -> &crate::loss::Objective {
+        (self.evaluator.host_objective()).expect("the CPU backend keeps its targets on the host")
     }
 
     /// One record per iteration so far, starting with iteration 0 (the start image).
@@ -240,15 +254,7 @@ impl Transfer {
         if let Some(first) = self.records.first() {
             return Ok(*first);
         }
-        self.parts = evaluate(
-            &self.net,
-            &mut self.objective,
-            &mut self.ws,
-            self.tiling.as_ref(),
-            (self.height, self.width),
-            &self.x,
-            &mut self.grad,
-        )?;
+        self.parts = self.evaluator.evaluate(&self.x, &mut self.grad)?;
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
             return Err(Error::diverged(format!(
@@ -308,16 +314,10 @@ impl Transfer {
 
     /// One optimiser step and its record; `None` if the loss stopped being finite.
     fn step(&mut self) -> Result<Option<(crate::optim::Step, LossRecord)>> {
-        // New cuts each iteration (the same within one, so the line search sees one function).
-        if let Some(t) = self.tiling.as_mut() {
-            t.advance();
-        }
-        let size = (self.height, self.width);
+        // New tile cuts each iteration (the same within one: the line search sees one function).
+        self.evaluator.next_iteration();
         let Transfer {
-            net,
-            objective,
-            ws,
-            tiling,
+            evaluator,
             optimizer,
             x,
             grad,
@@ -328,7 +328,7 @@ impl Transfer {
         // describing the new image.
         let mut fx = parts.total;
         let mut eval = |at: &[f32], g: &mut [f32]| -> Result<f64> {
-            *parts = evaluate(net, objective, ws, tiling.as_ref(), size, at, g)?;
+            *parts = evaluator.evaluate(at, g)?;
             Ok(parts.total)
         };
         let step = optimizer.step(x, &mut fx, grad, &mut eval)?;
@@ -363,26 +363,9 @@ impl Transfer {
     }
 }
 
-/// One evaluation of the objective at `x`, whole or tile by tile.
-fn evaluate(
-    net: &Vgg,
-    objective: &mut Objective,
-    ws: &mut Workspace,
-    tiling: Option<&Tiling>,
-    (h, w): (usize, usize),
-    x: &[f32],
-    grad: &mut [f32],
-) -> Result<LossParts> {
-    match tiling {
-        None => objective.evaluate(net, ws, x, grad),
-        Some(t) => objective.evaluate_tiled(net, ws, t, x, h, w, grad),
-    }
-}
-
 /// What [`Transfer::new`] settles before touching the images: the checked settings, the network,
 /// the sizes and whether to tile, after making sure it all fits in memory.
 struct Prepared {
-    net: Vgg,
     plan: LayerPlan,
     width: usize,
     height: usize,
@@ -412,12 +395,12 @@ const AUTO_HISTORY_FLOORS: [usize; 2] = [20, 5];
 /// fit. If nothing fits, the smallest tiles, and the caller's memory check refuses the run.
 /// Returns the choice with its memory estimate.
 fn fit_to_memory(
-    net: &Vgg,
+    net: &dyn Network,
     plan: &LayerPlan,
     sizes: ((usize, usize), &[(usize, usize)]),
     settings: &TransferSettings,
-    whole: u64,
-) -> Result<(Option<Tiling>, OptimizerSettings, u64)> {
+    whole: Need,
+) -> Result<(Option<Tiling>, OptimizerSettings, Need)> {
     let tiling_for = |core| Tiling::new(settings.architecture, &plan.taps(), core);
     let requested = settings.optimizer.clone();
     let estimate =
@@ -429,7 +412,7 @@ fn fit_to_memory(
             return Ok((tiling, requested, needed));
         }
         // Spatial masks have no tiled form; such a run gets the plain memory error.
-        TileSize::Auto if settings.masks.is_some() || memory::fits(whole) => {
+        TileSize::Auto if settings.masks.is_some() || whole.fits() => {
             return Ok((None, requested, whole))
         }
         TileSize::Auto => {}
@@ -448,12 +431,17 @@ fn fit_to_memory(
         let whole_first = (floor < full).then_some(None);
         for core in whole_first.into_iter().chain(TILE_CORES.map(Some)) {
             let tiling = core.map(tiling_for).transpose()?;
-            let others = estimate(&tiling)? - state(full);
-            if !memory::fits(others + state(floor)) {
+            // The optimiser's state is the host's: the estimate with `history` pairs.
+            let estimate = estimate(&tiling)?;
+            let with = |history| Need {
+                host: estimate.host - state(full) + state(history),
+                ..estimate
+            };
+            if !with(floor).fits() {
                 continue;
             }
             let mut history = full;
-            while history > floor && !memory::fits(others + state(history)) {
+            while history > floor && !with(history).fits() {
                 history = (history * 3 / 4).max(floor);
             }
             if history < full {
@@ -462,8 +450,7 @@ fn fit_to_memory(
                      in memory"
                 );
             }
-            let needed = others + state(history);
-            return Ok((tiling, with_history(&requested, history), needed));
+            return Ok((tiling, with_history(&requested, history), with(history)));
         }
     }
     let smallest = Some(tiling_for(TILE_CORES[TILE_CORES.len() - 1])?);
@@ -482,12 +469,8 @@ fn with_history(optimizer: &OptimizerSettings, history: usize) -> OptimizerSetti
     }
 }
 
-fn prepare(
-    weights: &VggWeights,
-    content: &Image,
-    styles: &[Image],
-    settings: &TransferSettings,
-) -> Result<Prepared> {
+/// Checks the settings that need no network and no pixels, and plans the layers.
+fn check_settings(settings: &TransferSettings, styles: usize) -> Result<LayerPlan> {
     if settings.size == 0 {
         return Err(Error::parameter("size must be at least 1 pixel"));
     }
@@ -497,12 +480,6 @@ fn prepare(
             settings.style_scale
         )));
     }
-    if weights.architecture != settings.architecture {
-        return Err(Error::parameter(format!(
-            "the weights are {} but {} was asked for",
-            weights.architecture, settings.architecture
-        )));
-    }
     if settings.size > MAX_WORKING_SIDE {
         return Err(Error::limits(format!(
             "size {} px is more than the {MAX_WORKING_SIDE} px a working image may have",
@@ -510,10 +487,8 @@ fn prepare(
         )));
     }
     // In f64 and checked before the cast: `size × style scale` can be any positive number.
-    let style_long = (settings.size as f64 * settings.style_scale)
-        .round()
-        .max(1.0);
-    if !styles.is_empty() && style_long > MAX_WORKING_SIDE as f64 {
+    let style_long = style_long_side(settings);
+    if styles > 0 && style_long > MAX_WORKING_SIDE as f64 {
         return Err(Error::limits(format!(
             "--style-scale {}: the style images would be resized to a long side of \
              {style_long:.0} px (size {} × style scale), more than the {MAX_WORKING_SIDE} px a \
@@ -521,22 +496,82 @@ fn prepare(
             settings.style_scale, settings.size
         )));
     }
-    let style_long = style_long as usize;
-    let plan = LayerPlan::new(settings, styles.len())?;
+    LayerPlan::new(settings, styles)
+}
+
+/// The style images' long side, `size × style scale` rounded, at least 1.
+fn style_long_side(settings: &TransferSettings) -> f64 {
+    (settings.size as f64 * settings.style_scale)
+        .round()
+        .max(1.0)
+}
+
+/// Builds the network of a run on `settings.backend` (its kernels: about 200 MB for VGG19 on the
+/// CPU), to the deepest layer the settings' losses read, after checking the settings for a
+/// transfer with `styles` style images. One network serves every transfer with these settings'
+/// architecture, pooling, algorithm and layers, at any size: build it once per run.
+pub fn load_network(
+    weights: &VggWeights,
+    settings: &TransferSettings,
+    styles: usize,
+) -> Result<Arc<dyn Network>> {
+    if weights.architecture != settings.architecture {
+        return Err(Error::parameter(format!(
+            "the weights are {} but {} was asked for",
+            weights.architecture, settings.architecture
+        )));
+    }
+    let plan = check_settings(settings, styles)?;
+    let spec = NetworkSpec {
+        pooling: settings.pooling,
+        algorithm: settings.algorithm,
+        deepest: plan.deepest(settings.architecture)?,
+    };
+    settings.backend.load(weights, &spec)
+}
+
+/// Whether `network` can serve a transfer planned as `plan` with `settings`.
+fn check_network(
+    network: &dyn Network,
+    plan: &LayerPlan,
+    settings: &TransferSettings,
+) -> Result<()> {
+    let arch = settings.architecture;
+    if network.architecture() != arch || network.pooling() != settings.pooling {
+        return Err(Error::parameter(format!(
+            "the network is {} with {} pooling but {arch} with {} pooling was asked for",
+            network.architecture(),
+            network.pooling(),
+            settings.pooling
+        )));
+    }
+    let deepest = plan.deepest(arch)?;
+    if arch.layer_position(deepest)? > arch.layer_position(network.deepest())? {
+        return Err(Error::parameter(format!(
+            "the network was built to {} but a loss reads {deepest}",
+            network.deepest()
+        )));
+    }
+    Ok(())
+}
+
+fn prepare(
+    network: &dyn Network,
+    content: &Image,
+    styles: &[Image],
+    settings: &TransferSettings,
+) -> Result<Prepared> {
+    let plan = check_settings(settings, styles.len())?;
+    check_network(network, &plan, settings)?;
+    let style_long = style_long_side(settings) as usize;
     let (width, height) = image_io::fit_long_side(content.width, content.height, settings.size);
     let style_sizes: Vec<(usize, usize)> = styles
         .iter()
         .map(|s| image_io::fit_long_side(s.width, s.height, style_long))
         .collect();
 
-    let options = VggOptions {
-        pooling: settings.pooling,
-        algorithm: settings.algorithm,
-        deepest: Some(plan.deepest(settings.architecture)?),
-    };
-    let net: Vgg = Vgg::with_options(weights, &options)?;
     let sizes = ((width, height), style_sizes.as_slice());
-    let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
+    let whole = memory_estimate(network, &plan, sizes, settings, None)?;
     let mut what = format!("a {width}×{height} transfer");
     // Name the style scale when it makes the styles larger than the image: that is then what a
     // user can change.
@@ -548,17 +583,18 @@ fn prepare(
             );
         }
     }
-    let (tiling, optimizer, needed) = fit_to_memory(&net, &plan, sizes, settings, whole)?;
+    let (tiling, optimizer, needed) = fit_to_memory(network, &plan, sizes, settings, whole)?;
     match &tiling {
-        None => memory::ensure_available(needed, &what)?,
-        Some(t) => memory::ensure_available(
-            needed,
+        None => needed.ensure(&what, network)?,
+        Some(t) => needed.ensure(
             &format!("{what} in tiles of {} px (halo {} px)", t.core(), t.halo()),
+            network,
         )?,
     }
     tracing::info!(
-        "working size {width}×{height}, memory estimate {:.0} MiB{}",
-        needed as f64 / (1 << 20) as f64,
+        "working size {width}×{height} on {}, memory estimate {:.0} MiB{}",
+        network.info(),
+        needed.total() as f64 / (1 << 20) as f64,
         tiling.as_ref().map_or(String::new(), |t| format!(
             ", in tiles of {} px with a {} px halo",
             t.core(),
@@ -566,7 +602,6 @@ fn prepare(
         ))
     );
     Ok(Prepared {
-        net,
         plan,
         width,
         height,
@@ -576,97 +611,95 @@ fn prepare(
     })
 }
 
-/// Checks everything [`Transfer::new`] checks before reading pixels (settings, layer names,
-/// memory at that size) without building the transfer: a coarse-to-fine run asks this of its
-/// last, largest scale before spending minutes on the small ones.
+/// Checks everything [`Transfer::with_network`] checks before reading pixels (settings, layer
+/// names, memory at that size) without building the transfer: a coarse-to-fine run asks this of
+/// its last, largest scale before spending minutes on the small ones.
 pub(crate) fn preflight(
-    weights: &VggWeights,
+    network: &dyn Network,
     content: &Image,
     styles: &[Image],
     settings: &TransferSettings,
 ) -> Result<()> {
-    prepare(weights, content, styles, settings).map(|_| ())
+    prepare(network, content, styles, settings).map(|_| ())
 }
 
-/// Prefixes a parameter error's message with what it is about.
-fn in_context(what: String) -> impl FnOnce(Error) -> Error {
-    move |e| match e.kind() {
-        ErrorKind::Parameter => e.context(what),
-        _ => e,
+/// A run's memory estimate: the host's part and the backend's device's.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Need {
+    /// On the host whatever the backend: the optimiser's state, the images, the masks.
+    pub host: u64,
+    /// The backend's: kernels, the network's buffers, the targets.
+    pub device: DeviceMemory,
+}
+
+impl Need {
+    /// All bytes, device and host (for the CPU: the whole run's).
+    pub fn total(&self) -> u64 {
+        self.host + self.device.needed
+    }
+
+    /// The bytes that come from the host's memory.
+    fn on_host(&self) -> u64 {
+        match self.device.shared_with_host {
+            true => self.total(),
+            false => self.host,
+        }
+    }
+
+    fn device_fits(&self) -> bool {
+        self.device.shared_with_host
+            || (self.device.available).is_none_or(|avail| self.device.needed <= avail)
+    }
+
+    fn fits(&self) -> bool {
+        memory::fits(self.on_host()) && self.device_fits()
+    }
+
+    /// `Err(Limits)` naming `what` if the host or the device lacks the memory.
+    fn ensure(&self, what: &str, network: &dyn Network) -> Result<()> {
+        memory::ensure_available(self.on_host(), what)?;
+        if self.device_fits() {
+            return Ok(());
+        }
+        let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+        Err(Error::limits(format!(
+            "{what} needs about {:.1} GiB of memory on {}, but it has only {:.1} GiB; use a \
+             smaller --size, tiles (--tile-size) or --device cpu",
+            gib(self.device.needed),
+            network.info(),
+            gib(self.device.available.unwrap_or(0))
+        )))
     }
 }
 
-/// Bytes a transfer will hold at its peak: kernels, the network's buffers at the working size
-/// (or the largest style image's, while targets are computed; or one tile's window for all of
-/// them), the content targets, the optimiser's state, the images being optimised and the style
-/// images at their working size.
+/// Bytes a transfer will hold at its peak: the backend's (kernels, the network's buffers at the
+/// working size or the largest style image's or one tile's window, the content targets: see
+/// [`Network::memory`]) and the host's: the optimiser's state, the images being optimised, the
+/// style images at their working size and the masks.
 pub(super) fn memory_estimate(
-    net: &Vgg,
+    net: &dyn Network,
     plan: &LayerPlan,
     ((width, height), style_sizes): ((usize, usize), &[(usize, usize)]),
     settings: &TransferSettings,
     tiling: Option<&Tiling>,
-) -> Result<u64> {
-    let taps = plan.taps();
+) -> Result<Need> {
+    let device = net.memory(&Problem {
+        size: (width, height),
+        style_sizes,
+        content_layers: &plan.content,
+        style_layers: &plan.style,
+        tiling,
+    })?;
     let f32s = std::mem::size_of::<f32>() as u64;
-    let buffers = match tiling {
-        Some(t) => {
-            let side = t.max_window();
-            let largest = style_sizes
-                .iter()
-                .fold((width, height), |(w, h), &(sw, sh)| (w.max(sw), h.max(sh)));
-            let (wh, ww) = (side.min(largest.1) as u64, side.min(largest.0) as u64);
-            // Besides the workspace: one style layer's features restricted to a core (the
-            // largest such layer) and the window's pixels and gradient.
-            let restricted = (plan.style.iter())
-                .map(|l| {
-                    let p = l.pools_before();
-                    ((wh >> p) + 2) * ((ww >> p) + 2) * l.channels() as u64 * f32s
-                })
-                .max()
-                .unwrap_or(0);
-            net.workspace_bytes(wh as usize, ww as usize, &taps)? as u64
-                + restricted
-                + 2 * wh * ww * 3 * f32s
-        }
-        None => {
-            let mut buffers = net
-                .workspace_bytes(height, width, &taps)
-                .map_err(in_context(format!("the working image ({width}×{height})")))?
-                as u64;
-            if !plan.style.is_empty() {
-                for (i, &(w, h)) in style_sizes.iter().enumerate() {
-                    let bytes =
-                        net.workspace_bytes(h, w, &plan.style)
-                            .map_err(in_context(format!(
-                                "style image {} resized to {w}×{h} (size × style scale)",
-                                i + 1
-                            )))?;
-                    buffers = buffers.max(bytes as u64);
-                }
-            }
-            buffers
-        }
-    };
-    // Content targets: the content layers' outputs at the working size.
-    let content_targets: u64 = (plan.content.iter())
-        .map(|l| {
-            let p = l.pools_before();
-            ((height >> p) + 2) as u64 * ((width >> p) + 2) as u64 * l.channels() as u64 * f32s
-        })
-        .sum();
     let len = width as u64 * height as u64 * 3;
     // x, its gradient, the best image, and the resized content, style and start images.
     let images = 6 * len * f32s;
     let optimizer = settings.optimizer.state_bytes(len as usize) as u64;
     let masks = plan.mask_bytes(settings.architecture, (width, height), style_sizes);
-    Ok(net.kernel_bytes() as u64
-        + buffers
-        + content_targets
-        + images
-        + optimizer
-        + masks
-        + style_image_bytes(style_sizes))
+    Ok(Need {
+        host: images + optimizer + masks + style_image_bytes(style_sizes),
+        device,
+    })
 }
 
 /// The style images at their working size, all held while the targets are computed (RGB and

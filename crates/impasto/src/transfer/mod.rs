@@ -17,7 +17,7 @@ mod targets;
 
 pub(crate) use targets::blend_shares;
 
-pub use engine::{RunSummary, Stop, Transfer};
+pub use engine::{load_network, RunSummary, Stop, Transfer};
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;
 pub use settings::{

@@ -13,7 +13,8 @@
 //! and the last scale must rebuild it. What coarse to fine gives is a look: larger, more coherent
 //! strokes.
 //!
-//! Each scale is a fresh [`Transfer`] (targets are recomputed from the originals at that size;
+//! The network is built once, on the settings' backend, and serves every scale. Each scale is
+//! a fresh [`Transfer`] on it (targets are recomputed from the originals at that size;
 //! L-BFGS's curvature history does not carry over, since its vectors belong to the old size).
 //! Records are numbered and timed over the whole run and say which scale they belong to.
 
@@ -25,7 +26,7 @@ use crate::image_io::{self, Image};
 use crate::weights::VggWeights;
 use crate::{Error, Result};
 
-use super::engine::preflight;
+use super::engine::{load_network, preflight};
 use super::{Init, LossRecord, RunSummary, Stop, Transfer, TransferSettings};
 
 /// Where a coarse-to-fine run with a given number of scales starts by default (long side,
@@ -179,7 +180,9 @@ pub fn run_schedule(
         ..settings.clone()
     };
     let last = *schedule.sizes.last().expect("checked non-empty");
-    preflight(weights, content, styles, &at(last, settings.init.clone()))?;
+    // One network (its kernels) for the preflight and every scale.
+    let network = load_network(weights, &at(last, settings.init.clone()), styles.len())?;
+    preflight(&*network, content, styles, &at(last, settings.init.clone()))?;
     let final_size = image_io::fit_long_side(content.width, content.height, last);
     let chroma_at_final = match settings.preserve_color {
         PreserveColor::Luminance if schedule.sizes.len() > 1 => {
@@ -196,7 +199,9 @@ pub fn run_schedule(
     let mut scale = 0;
     loop {
         let size = schedule.sizes[scale];
-        let attempt = Transfer::new(weights, content, styles, &at(size, init)).and_then(|mut t| {
+        let scale_settings = at(size, init);
+        let attempt = Transfer::with_network(&*network, content, styles, &scale_settings);
+        let attempt = attempt.and_then(|mut t| {
             let first_iteration = records.last().map_or(0, |r: &LossRecord| r.iteration);
             t.continue_run(scale, first_iteration, clock);
             let summary = t.run(schedule.iterations[scale], &mut observer)?;

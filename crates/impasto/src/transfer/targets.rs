@@ -2,12 +2,10 @@
 //! normalised Gram matrices of the style images, or with spatial control one masked style loss
 //! per style and layer.
 
+use crate::backend::Network;
 use crate::image_io::{self, Image};
-use crate::loss::{
-    masked_normalized_gram, normalized_gram, tiled_features, tiled_normalized_grams, ContentLoss,
-    Objective, SpatialMask, StyleLoss, Tiling,
-};
-use crate::model::{Architecture, Layer, Vgg, Workspace};
+use crate::loss::{ContentLoss, Objective, SpatialMask, StyleLoss, Tiling};
+use crate::model::{Architecture, Layer};
 use crate::{Error, Result};
 
 use super::{SpatialControl, TransferSettings};
@@ -122,35 +120,27 @@ impl LayerPlan {
             .ok_or_else(|| Error::parameter("no loss layers"))
     }
 
-    /// The objective for a content image at the working size and style images at their sizes.
-    /// With `tiled` (a tiling and a workspace for its windows) every image runs tile by tile.
+    /// The objective for a content image at the working size and style images at their sizes,
+    /// their features computed by the backend's network. With `tiling` every image runs tile by
+    /// tile.
     pub fn objective(
         &self,
-        net: &Vgg,
+        net: &dyn Network,
         content: &Image,
         styles: &[Image],
         settings: &TransferSettings,
-        mut tiled: Option<(&Tiling, &mut Workspace)>,
+        tiling: Option<&Tiling>,
     ) -> Result<Objective> {
-        let content_features = match (self.content.is_empty(), tiled.as_mut()) {
-            (true, _) => Vec::new(),
-            (false, None) => {
-                net.features_of_image(&content.rgb, content.height, content.width, &self.content)?
-            }
-            (false, Some((tiling, ws))) => tiled_features(
-                net,
-                ws,
-                tiling,
-                &content.rgb,
-                (content.height, content.width),
-                &self.content,
-            )?,
+        let size = |image: &Image| (image.width, image.height);
+        let content_features = match self.content.is_empty() {
+            true => Vec::new(),
+            false => net.features(&content.rgb, size(content), &self.content, tiling)?,
         };
         let content_losses = (content_features.into_iter().zip(&self.content))
             .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
             .collect();
         if let Some(control) = &settings.masks {
-            if tiled.is_some() {
+            if tiling.is_some() {
                 return Err(Error::parameter(
                     "spatial masks cannot be combined with tiling (use a smaller --size)",
                 ));
@@ -161,22 +151,15 @@ impl LayerPlan {
         let mut targets: Vec<Option<(Vec<f32>, usize)>> = vec![None; self.style.len()];
         if !self.style.is_empty() {
             for (image, &share) in styles.iter().zip(&self.blend) {
-                let size = (image.height, image.width);
-                let grams = match tiled.as_mut() {
-                    None => net.visit_features_of_image(
-                        &image.rgb,
-                        image.height,
-                        image.width,
-                        &self.style,
-                        |_, f| Ok((normalized_gram(f), f.channels())),
-                    )?,
-                    Some((tiling, ws)) => {
-                        tiled_normalized_grams(net, ws, tiling, &image.rgb, size, &self.style)?
-                    }
-                };
-                for (slot, (g, channels)) in targets.iter_mut().zip(grams) {
-                    let (acc, _) = slot.get_or_insert_with(|| (vec![0.0; g.len()], channels));
-                    for (a, v) in acc.iter_mut().zip(&g) {
+                let grams = net.grams(&image.rgb, size(image), &self.style, None, tiling)?;
+                for ((slot, g), l) in targets.iter_mut().zip(grams).zip(&self.style) {
+                    let g = g.ok_or_else(|| {
+                        Error::parameter(format!("the backend gave no Gram matrix at {l}"))
+                    })?;
+                    let channels = g.channels;
+                    let (acc, _) =
+                        slot.get_or_insert_with(|| (vec![0.0; g.values.len()], channels));
+                    for (a, v) in acc.iter_mut().zip(&g.values) {
                         *a += share as f32 * v;
                     }
                 }
@@ -203,7 +186,7 @@ impl LayerPlan {
     /// the shares sum to less than 1 where they overlap, as each pixel's weight is `m²`.)
     fn masked_style_losses(
         &self,
-        net: &Vgg,
+        net: &dyn Network,
         content: &Image,
         styles: &[Image],
         control: &SpatialControl,
@@ -226,15 +209,10 @@ impl LayerPlan {
                     i + 1
                 ))
             };
-            let per_layer =
-                net.visit_features_of_image(&image.rgb, sh, sw, &self.style, |l, f| {
-                    let g = match &mask {
-                        None => normalized_gram(f),
-                        Some(m) => masked_normalized_gram(f, &m.at_layer(arch, l)?)
-                            .ok_or_else(|| vanished(l))?,
-                    };
-                    Ok((g, f.channels()))
-                })?;
+            let grams = net.grams(&image.rgb, (sw, sh), &self.style, mask.as_ref(), None)?;
+            let per_layer = (grams.into_iter().zip(&self.style))
+                .map(|(g, &l)| g.map(|g| (g.values, g.channels)).ok_or_else(|| vanished(l)))
+                .collect::<Result<Vec<_>>>()?;
             targets.push(per_layer);
         }
         let mut losses = Vec::new();

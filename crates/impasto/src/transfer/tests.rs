@@ -216,7 +216,7 @@ fn blended_styles_target_the_weighted_mean_of_their_grams() {
             ..settings()
         };
         let t = Transfer::new(weights(), &content, styles, &s).unwrap();
-        t.objective.style_losses()[1].target().to_vec()
+        t.objective().style_losses()[1].target().to_vec()
     };
     let (ga, gb) = (
         target(std::slice::from_ref(&a), None),
@@ -242,7 +242,7 @@ fn blend_weights_whose_sum_overflows_keep_their_proportions() {
             ..settings()
         };
         let t = Transfer::new(weights(), &content, &styles, &s).unwrap();
-        t.objective.style_losses()[1].target().to_vec()
+        t.objective().style_losses()[1].target().to_vec()
     };
     let same = |a: &[f32], b: &[f32], what: &str| {
         assert!(b.iter().any(|v| *v != 0.0), "{what}: a zero reference");
@@ -406,15 +406,23 @@ fn style_images_count_in_the_memory_estimate_whole_and_tiled() {
     use super::targets::LayerPlan;
     let s = settings();
     let plan = LayerPlan::new(&s, 1).unwrap();
-    let net: crate::model::Vgg = crate::model::Vgg::new(weights(), s.pooling).unwrap();
+    let spec = crate::backend::NetworkSpec {
+        pooling: s.pooling,
+        algorithm: s.algorithm,
+        deepest: Architecture::Vgg16.parse_layer("relu5_1").unwrap(),
+    };
+    let net = crate::backend::CpuNetwork::load(weights(), &spec).unwrap();
     let tiling = crate::loss::Tiling::new(s.architecture, &plan.taps(), 16).unwrap();
     let style = (3000, 2000);
-    let small = memory_estimate(&net, &plan, ((32, 24), &[(32, 32)]), &s, Some(&tiling)).unwrap();
-    let large = memory_estimate(&net, &plan, ((32, 24), &[style]), &s, Some(&tiling)).unwrap();
+    let estimate = |styles: &[(usize, usize)], tiling| {
+        (memory_estimate(&net, &plan, ((32, 24), styles), &s, tiling).unwrap()).total()
+    };
+    let small = estimate(&[(32, 32)], Some(&tiling));
+    let large = estimate(&[style], Some(&tiling));
     let rgb = 3000 * 2000 * 3 * 4;
     assert!(large >= small + rgb, "{large} < {small} + {rgb}");
-    let whole = memory_estimate(&net, &plan, ((32, 24), &[style]), &s, None).unwrap();
-    let features = net.workspace_bytes(2000, 3000, &plan.style).unwrap() as u64;
+    let whole = estimate(&[style], None);
+    let features = net.vgg().workspace_bytes(2000, 3000, &plan.style).unwrap() as u64;
     assert!(whole >= features + rgb, "{whole} < {features} + {rgb}");
 }
 
@@ -812,7 +820,10 @@ fn one_mask_for_two_styles_is_two_complementary_masks() {
     let build = |s: TransferSettings| Transfer::new(weights(), &content, &two_styles(), &s);
     let one = build(masked(vec![left.clone()], vec![])).unwrap();
     let two = build(masked(vec![left, right], vec![None, None])).unwrap();
-    let (a, b) = (one.objective.style_losses(), two.objective.style_losses());
+    let (a, b) = (
+        one.objective().style_losses(),
+        two.objective().style_losses(),
+    );
     assert_eq!(
         a.len(),
         2 * style_layers().len(),
@@ -867,7 +878,7 @@ fn a_style_mask_picks_the_statistics_of_its_part_of_the_style_image() {
         let s = masked(vec![everywhere.clone()], vec![Some(part)]);
         let t = Transfer::new(weights(), &content, std::slice::from_ref(&both), &s).unwrap();
         let targets: Vec<Vec<f32>> = t
-            .objective
+            .objective()
             .style_losses()
             .iter()
             .map(|l| l.target().to_vec())
@@ -1014,4 +1025,63 @@ fn a_tiled_transfer_follows_the_whole_image_one() {
         b[10].parts.total,
         a[10].parts.total
     );
+}
+
+/// The CPU backend, counting the networks it builds.
+#[derive(Debug, Default)]
+struct CountingBackend(std::sync::atomic::AtomicUsize);
+
+impl crate::backend::Backend for CountingBackend {
+    fn info(&self) -> crate::backend::BackendInfo {
+        crate::backend::CpuBackend.info()
+    }
+    fn load(
+        &self,
+        weights: &VggWeights,
+        spec: &crate::backend::NetworkSpec,
+    ) -> crate::Result<std::sync::Arc<dyn crate::backend::Network>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        crate::backend::CpuBackend.load(weights, spec)
+    }
+}
+
+#[test]
+fn a_coarse_to_fine_run_builds_the_network_once_for_every_scale_and_the_preflight() {
+    let counting = std::sync::Arc::new(CountingBackend::default());
+    let s = TransferSettings {
+        backend: counting.clone(),
+        ..settings()
+    };
+    let schedule = Schedule {
+        sizes: vec![16, 24, 32],
+        iterations: vec![1, 1, 2],
+    };
+    let content = picture(40, 30, 0.0, false);
+    let style = picture(50, 50, 2.0, false);
+    let out = run_schedule(weights(), &content, &[style], &s, &schedule, |_, _| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
+    assert_eq!(
+        out.transfer.size(),
+        (32, 24),
+        "the run reached the last scale"
+    );
+    assert_eq!(
+        counting.0.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "kernels built more than once"
+    );
+}
+
+#[test]
+fn a_transfer_runs_on_the_backend_its_settings_name() {
+    let counting = std::sync::Arc::new(CountingBackend::default());
+    let s = TransferSettings {
+        backend: counting.clone(),
+        ..settings()
+    };
+    let mut t = transfer(&s).unwrap();
+    t.run(2, |_, _| ControlFlow::Continue(())).unwrap();
+    assert_eq!(counting.0.load(std::sync::atomic::Ordering::SeqCst), 1);
 }

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests.
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::path::PathBuf;
 
 use impasto::core::{Conv3x3, Pooling, Scalar};
