@@ -329,7 +329,7 @@ pub fn gradient_matches_finite_differences(backend: &dyn Backend, tol: Tolerance
         let eps = 0.25;
         for _ in 0..3 {
             let v: Vec<f32> = (0..x.len()).map(|_| rng.uniform() as f32).collect();
-            let along = |s: f32| -> f64 {
+            let mut along = |s: f32| -> f64 {
                 let moved: Vec<f32> = x.iter().zip(&v).map(|(a, d)| a + s * d).collect();
                 (evaluator.evaluate(&moved, &mut scratch))
                     .expect("an evaluation")
