@@ -26,7 +26,10 @@ pub async fn index() -> impl IntoResponse {
 
 /// `/app.js`.
 pub async fn script() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], SCRIPT)
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
 }
 
 /// `/app.css`.

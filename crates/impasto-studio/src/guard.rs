@@ -113,10 +113,22 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 8080,
         };
-        for ok in ["127.0.0.1:8080", "localhost:8080", "LOCALHOST:8080", "[::1]:8080", "10.0.0.2:8080"] {
+        for ok in [
+            "127.0.0.1:8080",
+            "localhost:8080",
+            "LOCALHOST:8080",
+            "[::1]:8080",
+            "10.0.0.2:8080",
+        ] {
             assert!(a.host_ok(ok), "{ok}");
         }
-        for bad in ["evil.example:8080", "127.0.0.1:8081", "localhost", "127.0.0.1.nip.io:8080", ""] {
+        for bad in [
+            "evil.example:8080",
+            "127.0.0.1:8081",
+            "localhost",
+            "127.0.0.1.nip.io:8080",
+            "",
+        ] {
             assert!(!a.host_ok(bad), "{bad}");
         }
         assert!(a.origin_ok("http://localhost:8080"));

@@ -432,7 +432,10 @@ fn read_losses(path: &std::path::Path) -> Vec<LossPoint> {
     text.lines()
         .skip(1)
         .filter_map(|line| {
-            let v: Vec<f64> = line.split(',').map(|s| s.parse().ok()).collect::<Option<_>>()?;
+            let v: Vec<f64> = line
+                .split(',')
+                .map(|s| s.parse().ok())
+                .collect::<Option<_>>()?;
             (v.len() == 7).then(|| LossPoint {
                 iteration: v[0] as usize,
                 elapsed_s: v[1],

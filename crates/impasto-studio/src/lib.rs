@@ -242,7 +242,12 @@ async fn serve_async(config: Config) -> io::Result<()> {
     };
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(ip, config.port))
         .await
-        .map_err(|e| io::Error::new(e.kind(), format!("listening on {host}:{}: {e}", config.port)))?;
+        .map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("listening on {host}:{}: {e}", config.port),
+            )
+        })?;
     let port = listener.local_addr()?.port();
     if let Some(w) = exposure_warning(&host) {
         eprintln!("{w}");
@@ -250,7 +255,13 @@ async fn serve_async(config: Config) -> io::Result<()> {
     let data = config.data_dir.display().to_string();
     let open = config.open;
     let studio = Studio::open(config)?;
-    let shown = if ip.is_unspecified() { "127.0.0.1".to_string() } else if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+    let shown = if ip.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else if ip.is_ipv6() {
+        format!("[{ip}]")
+    } else {
+        ip.to_string()
+    };
     let url = format!("http://{shown}:{port}/");
     println!("impasto studio: {url}  (data: {data}; Ctrl-C stops)");
     if open {
@@ -274,10 +285,11 @@ async fn stop_signal() {
     };
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return ctrl_c.await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await,
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -292,7 +304,9 @@ fn open_browser(url: &str) {
     let result = if cfg!(target_os = "macos") {
         std::process::Command::new("open").arg(url).spawn()
     } else if cfg!(windows) {
-        std::process::Command::new("cmd").args(["/C", "start", "", url]).spawn()
+        std::process::Command::new("cmd")
+            .args(["/C", "start", "", url])
+            .spawn()
     } else {
         std::process::Command::new("xdg-open").arg(url).spawn()
     };
@@ -311,7 +325,12 @@ mod tests {
             assert!(exposure_warning(h).is_none(), "{h}");
         }
         for h in ["0.0.0.0", "192.168.1.4", "::"] {
-            assert!(exposure_warning(h).unwrap().contains("anyone who can reach"), "{h}");
+            assert!(
+                exposure_warning(h)
+                    .unwrap()
+                    .contains("anyone who can reach"),
+                "{h}"
+            );
         }
     }
 }

@@ -461,11 +461,7 @@ impl JobParams {
             self.style_scale.to_string(),
             d.style_scale.to_string(),
         );
-        flag(
-            "optimizer",
-            keyword(&self.optimizer),
-            keyword(&d.optimizer),
-        );
+        flag("optimizer", keyword(&self.optimizer), keyword(&d.optimizer));
         flag(
             "lr",
             self.lr.map(|v| v.to_string()).unwrap_or_default(),
@@ -609,11 +605,35 @@ mod tests {
         assert_eq!(e.status, axum::http::StatusCode::BAD_REQUEST);
 
         let field = |p: JobParams| p.resolve(1024).unwrap_err().field.unwrap();
-        assert_eq!(field(JobParams { size: 5000, ..job() }), "size");
+        assert_eq!(
+            field(JobParams {
+                size: 5000,
+                ..job()
+            }),
+            "size"
+        );
         assert_eq!(field(JobParams { size: 0, ..job() }), "size");
-        assert_eq!(field(JobParams { tv_weight: -1.0, ..job() }), "tv_weight");
-        assert_eq!(field(JobParams { bit_depth: 12, ..job() }), "bit_depth");
-        assert_eq!(field(JobParams { scales: "x".into(), ..job() }), "scales");
+        assert_eq!(
+            field(JobParams {
+                tv_weight: -1.0,
+                ..job()
+            }),
+            "tv_weight"
+        );
+        assert_eq!(
+            field(JobParams {
+                bit_depth: 12,
+                ..job()
+            }),
+            "bit_depth"
+        );
+        assert_eq!(
+            field(JobParams {
+                scales: "x".into(),
+                ..job()
+            }),
+            "scales"
+        );
         assert_eq!(
             field(JobParams {
                 scales: "3".into(),
@@ -636,8 +656,20 @@ mod tests {
             }),
             "style_blend_weights"
         );
-        assert_eq!(field(JobParams { lr: Some(0.0), ..job() }), "lr");
-        assert_eq!(field(JobParams { styles: vec![], ..job() }), "styles");
+        assert_eq!(
+            field(JobParams {
+                lr: Some(0.0),
+                ..job()
+            }),
+            "lr"
+        );
+        assert_eq!(
+            field(JobParams {
+                styles: vec![],
+                ..job()
+            }),
+            "styles"
+        );
     }
 
     #[test]
@@ -647,7 +679,10 @@ mod tests {
                 content: bad.into(),
                 ..job()
             };
-            assert_eq!(p.resolve(512).unwrap_err().field.as_deref(), Some("content"));
+            assert_eq!(
+                p.resolve(512).unwrap_err().field.as_deref(),
+                Some("content")
+            );
             let p = JobParams {
                 styles: vec![bad.into()],
                 ..job()

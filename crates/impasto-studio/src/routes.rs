@@ -107,7 +107,9 @@ async fn upload(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    let bytes = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())?;
     let name = q.name.unwrap_or_default();
     let state = s.clone();
     let upload = tokio::task::spawn_blocking(move || {
@@ -120,13 +122,20 @@ async fn upload(
 
 async fn upload_thumb(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    s.hub.store().upload(id).ok_or_else(|| ApiError::not_found("upload"))?;
+    s.hub
+        .store()
+        .upload(id)
+        .ok_or_else(|| ApiError::not_found("upload"))?;
     file(&s.hub.store().upload_thumb(id), "image/png", None).await
 }
 
 async fn upload_image(State(s): Shared, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
-    let upload = s.hub.store().upload(id).ok_or_else(|| ApiError::not_found("upload"))?;
+    let upload = s
+        .hub
+        .store()
+        .upload(id)
+        .ok_or_else(|| ApiError::not_found("upload"))?;
     let mime = match upload.format.as_str() {
         "jpeg" => "image/jpeg",
         "png" => "image/png",
@@ -141,7 +150,10 @@ async fn list_jobs(State(s): Shared) -> Json<Vec<JobRecord>> {
 
 async fn job(State(s): Shared, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
     let id = parse_id(&id)?;
-    s.hub.get(id).map(Json).ok_or_else(|| ApiError::not_found("job"))
+    s.hub
+        .get(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// Most bytes of a job request.
@@ -163,13 +175,20 @@ async fn create_job(
     let styles = resolved
         .styles
         .iter()
-        .map(|id| store.upload(*id).ok_or_else(|| ApiError::field("styles", "no such upload")))
+        .map(|id| {
+            store
+                .upload(*id)
+                .ok_or_else(|| ApiError::field("styles", "no such upload"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let init_file = match resolved.start_from {
         Some(from) => {
             let has = s.hub.get(from).is_some_and(|j| j.has_result);
             if !has {
-                return Err(ApiError::field("start_from", "that job has no result to start from"));
+                return Err(ApiError::field(
+                    "start_from",
+                    "that job has no result to start from",
+                ));
             }
             Some(store.job_file(from, JobFile::Result))
         }
@@ -193,7 +212,11 @@ async fn create_job(
         title: format!(
             "{} in the style of {}",
             content.name,
-            styles.iter().map(|u| u.name.as_str()).collect::<Vec<_>>().join(" + ")
+            styles
+                .iter()
+                .map(|u| u.name.as_str())
+                .collect::<Vec<_>>()
+                .join(" + ")
         ),
         params,
         error: None,
@@ -216,7 +239,10 @@ async fn create_job(
 
 async fn cancel_job(State(s): Shared, Path(id): Path<String>) -> Result<Json<JobRecord>, ApiError> {
     let id = parse_id(&id)?;
-    s.hub.cancel(id).map(Json).ok_or_else(|| ApiError::not_found("job"))
+    s.hub
+        .cancel(id)
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("job"))
 }
 
 /// `preview.png`, `instant.png`, `result.png` (`?bits=` is not needed: the job's bit depth),
@@ -245,7 +271,11 @@ async fn job_file(
 }
 
 /// A file of the data folder as a response; 404 when it is not there (yet).
-async fn file(path: &std::path::Path, mime: &str, download: Option<String>) -> Result<Response, ApiError> {
+async fn file(
+    path: &std::path::Path,
+    mime: &str,
+    download: Option<String>,
+) -> Result<Response, ApiError> {
     let bytes = match tokio::fs::read(path).await {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -255,7 +285,10 @@ async fn file(path: &std::path::Path, mime: &str, download: Option<String>) -> R
     };
     let mut response = (StatusCode::OK, bytes).into_response();
     let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(mime).expect("ascii"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(mime).expect("ascii"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Some(name) = download {
         if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
@@ -283,7 +316,11 @@ async fn job_events(
     let id = parse_id(&id)?;
     let watch = s.hub.watch(id).ok_or_else(|| ApiError::not_found("job"))?;
     let hub = s.hub.clone();
-    let start = (Phase::Send(watch.snapshot, watch.finished), watch.events, hub);
+    let start = (
+        Phase::Send(watch.snapshot, watch.finished),
+        watch.events,
+        hub,
+    );
     let events = stream::unfold(start, move |(phase, mut rx, hub)| async move {
         let mut phase = phase;
         loop {

@@ -28,7 +28,12 @@ pub fn sniff(bytes: &[u8]) -> Option<&'static str> {
 }
 
 /// Checks and keeps an upload. `name` is only shown; `limits` bounds the pixels.
-pub fn accept(store: &Store, bytes: &[u8], name: &str, limits: &Limits) -> Result<Upload, ApiError> {
+pub fn accept(
+    store: &Store,
+    bytes: &[u8],
+    name: &str,
+    limits: &Limits,
+) -> Result<Upload, ApiError> {
     if bytes.is_empty() {
         return Err(ApiError::field("file", "the file is empty"));
     }
@@ -51,7 +56,8 @@ pub fn accept(store: &Store, bytes: &[u8], name: &str, limits: &Limits) -> Resul
                 _ => StatusCode::UNPROCESSABLE_ENTITY,
             };
             // The message names the temporary file; the person knows the file by its own name.
-            let message = format!("{e:#}").replace(&temp.display().to_string(), &display_name(name));
+            let message =
+                format!("{e:#}").replace(&temp.display().to_string(), &display_name(name));
             return Err(ApiError::new(status, message).on("file"));
         }
     };

@@ -57,7 +57,9 @@ impl Worker {
             let ending = match outcome {
                 Ok(Ok(ending)) => ending,
                 Ok(Err(message)) => Ending::failed(message),
-                Err(_) => Ending::failed("the engine stopped unexpectedly (a bug: please report it)"),
+                Err(_) => {
+                    Ending::failed("the engine stopped unexpectedly (a bug: please report it)")
+                }
             };
             let shutting_down = self.hub.is_shutting_down();
             self.hub.finish(id, |r| {
@@ -76,10 +78,7 @@ impl Worker {
     fn run_job(&mut self, claimed: &Claimed) -> Result<Ending, String> {
         let job = &claimed.record;
         let store = self.hub.store().clone();
-        let resolved = job
-            .params
-            .resolve(self.max_size)
-            .map_err(|e| e.message)?;
+        let resolved = job.params.resolve(self.max_size).map_err(|e| e.message)?;
         let load_upload = |id| -> Result<Image, String> {
             let upload = store
                 .upload(id)
@@ -117,7 +116,8 @@ impl Worker {
         if let Some(from) = resolved.start_from {
             let path = store.job_file(from, JobFile::Result);
             settings.init = Init::Image(
-                image_io::load(&path).map_err(|_| format!("job {from} has no result to start from"))?,
+                image_io::load(&path)
+                    .map_err(|_| format!("job {from} has no result to start from"))?,
             );
         }
 
@@ -212,7 +212,8 @@ impl Worker {
             .style_blend_weights
             .as_ref()
             .map(|w| w.iter().map(|v| *v as f32).collect());
-        let spec = StyleSpec::paintings(styles.to_vec(), blend, 1.0).map_err(|e| format!("{e:#}"))?;
+        let spec =
+            StyleSpec::paintings(styles.to_vec(), blend, 1.0).map_err(|e| format!("{e:#}"))?;
         models
             .stylize(content, &spec, size.max(instant::MIN_SIDE))
             .map_err(|e| format!("{e:#}"))
@@ -251,7 +252,12 @@ fn load_installed(arch: Architecture) -> Result<VggWeights, String> {
 }
 
 /// Writes `result.png` at the job's bit depth.
-pub fn save_result(store: &Store, id: crate::id::Id, image: &Image, depth: BitDepth) -> Result<(), String> {
+pub fn save_result(
+    store: &Store,
+    id: crate::id::Id,
+    image: &Image,
+    depth: BitDepth,
+) -> Result<(), String> {
     image_io::save_with_depth(image, &store.job_file(id, JobFile::Result), depth)
         .map_err(|e| format!("writing the result: {e:#}"))
 }

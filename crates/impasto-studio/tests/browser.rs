@@ -30,7 +30,11 @@ impl Drop for Driver {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn find_program(names: &[&str]) -> Option<PathBuf> {
@@ -65,7 +69,10 @@ fn start_driver() -> (Driver, PathBuf) {
     };
     let begun = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(begun.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+        assert!(
+            begun.elapsed() < Duration::from_secs(30),
+            "chromedriver did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     (d, browser)
@@ -107,21 +114,30 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 async fn js(c: &Client, script: &str) -> serde_json::Value {
-    c.execute(script, vec![]).await.unwrap_or_else(|e| panic!("{script}: {e}"))
+    c.execute(script, vec![])
+        .await
+        .unwrap_or_else(|e| panic!("{script}: {e}"))
 }
 
 async fn text(c: &Client, css: &str) -> String {
-    js(c, &format!("return document.querySelector({css:?}).textContent")).await
-        .as_str()
-        .unwrap_or_default()
-        .to_string()
+    js(
+        c,
+        &format!("return document.querySelector({css:?}).textContent"),
+    )
+    .await
+    .as_str()
+    .unwrap_or_default()
+    .to_string()
 }
 
 /// Waits (a hang guard of a few minutes, not a timing assertion) until the script returns true.
 async fn until(c: &Client, what: &str, script: &str) {
     let begun = Instant::now();
     while js(c, script).await != serde_json::Value::Bool(true) {
-        assert!(begun.elapsed() < Duration::from_secs(300), "waited 5 minutes for {what}");
+        assert!(
+            begun.elapsed() < Duration::from_secs(300),
+            "waited 5 minutes for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -140,14 +156,24 @@ async fn a_person_paints_a_photo_in_the_browser() {
     .unwrap();
     let addr = net::serve(&studio).await;
     let c = browser(&driver, &binary).await;
-    c.goto(&format!("http://127.0.0.1:{}/", addr.port())).await.unwrap();
-    until(&c, "the page to load", "return document.body.dataset.ready === '1'").await;
+    c.goto(&format!("http://127.0.0.1:{}/", addr.port()))
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the page to load",
+        "return document.body.dataset.ready === '1'",
+    )
+    .await;
 
     let (photo, painting) = images(data.path());
     let input = c.find(Locator::Css("#photo-input")).await.unwrap();
     input.send_keys(&photo.display().to_string()).await.unwrap();
     let input = c.find(Locator::Css("#style-input")).await.unwrap();
-    input.send_keys(&painting.display().to_string()).await.unwrap();
+    input
+        .send_keys(&painting.display().to_string())
+        .await
+        .unwrap();
     until(
         &c,
         "the uploads",
@@ -158,13 +184,36 @@ async fn a_person_paints_a_photo_in_the_browser() {
     .await;
 
     // A bad value is answered beside its field, and nothing starts.
-    js(&c, "document.querySelector('#size').value = 100000; return true").await;
-    c.find(Locator::Css("#start")).await.unwrap().click().await.unwrap();
-    until(&c, "the size error", "return document.querySelector('.err[data-for=size]').textContent.length > 0").await;
+    js(
+        &c,
+        "document.querySelector('#size').value = 100000; return true",
+    )
+    .await;
+    c.find(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the size error",
+        "return document.querySelector('.err[data-for=size]').textContent.length > 0",
+    )
+    .await;
 
-    js(&c, "document.querySelector('#size').value = 96; \
-            document.querySelector('#iterations').value = 30; return true").await;
-    c.find(Locator::Css("#start")).await.unwrap().click().await.unwrap();
+    js(
+        &c,
+        "document.querySelector('#size').value = 96; \
+            document.querySelector('#iterations').value = 30; return true",
+    )
+    .await;
+    c.find(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // Watch it form: distinct live images and a growing chart, until done.
     let mut sources = Vec::<String>::new();
@@ -184,21 +233,38 @@ async fn a_person_paints_a_photo_in_the_browser() {
         }
         points.push(state[1].as_u64().unwrap());
         let status = state[2].as_str().unwrap().to_string();
-        assert!(!status.starts_with("failed"), "{}", text(&c, "#job-error").await);
+        assert!(
+            !status.starts_with("failed"),
+            "{}",
+            text(&c, "#job-error").await
+        );
         if status == "done" {
             break;
         }
-        assert!(begun.elapsed() < Duration::from_secs(600), "the job did not finish: {status}");
+        assert!(
+            begun.elapsed() < Duration::from_secs(600),
+            "the job did not finish: {status}"
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     let previews = sources.iter().filter(|s| s.contains("preview.png")).count();
-    assert!(previews >= 3, "the live image changed at least twice: {sources:?}");
+    assert!(
+        previews >= 3,
+        "the live image changed at least twice: {sources:?}"
+    );
     let first_seen = points.iter().copied().find(|p| *p > 0).unwrap();
     let last = *points.last().unwrap();
     assert!(last > first_seen, "the chart grew: {points:?}");
     assert_eq!(last, 31, "iterations 0 to 30");
-    assert!(text(&c, "#command").await.starts_with("impasto transfer --content "));
-    until(&c, "the download link", "return !document.querySelector('#download-result').hidden").await;
+    assert!(text(&c, "#command")
+        .await
+        .starts_with("impasto transfer --content "));
+    until(
+        &c,
+        "the download link",
+        "return !document.querySelector('#download-result').hidden",
+    )
+    .await;
 
     let shot = c.screenshot().await.unwrap();
     let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio.png");
@@ -206,7 +272,11 @@ async fn a_person_paints_a_photo_in_the_browser() {
     assert!(shot.starts_with(b"\x89PNG"));
 
     // Download the result as the link gives it.
-    let href = js(&c, "return document.querySelector('#download-result').getAttribute('href')").await;
+    let href = js(
+        &c,
+        "return document.querySelector('#download-result').getAttribute('href')",
+    )
+    .await;
     let (status, png) = net::fetch(&net::client(), addr, href.as_str().unwrap()).await;
     assert_eq!(status, 200);
     let original = image_io::load(&photo).unwrap();
@@ -214,15 +284,47 @@ async fn a_person_paints_a_photo_in_the_browser() {
     assert_eq!(common::png_size(&png), expected);
 
     // A second, long job, cancelled while it runs; its best image is kept.
-    js(&c, "document.querySelector('#iterations').value = 5000; return true").await;
-    c.find(Locator::Css("#start")).await.unwrap().click().await.unwrap();
-    until(&c, "the second job to run", "return document.querySelector('#status').textContent === 'running' && \
-           Number(document.querySelector('#chart').dataset.points) > 2").await;
-    c.find(Locator::Css("#cancel")).await.unwrap().click().await.unwrap();
-    until(&c, "the cancel", "return document.querySelector('#status').textContent === 'cancelled'").await;
-    until(&c, "the gallery", "return document.querySelectorAll('#gallery .card').length === 2 && \
-           document.querySelectorAll('#gallery .card button.start-from').length === 2").await;
-    assert_eq!(js(&c, "return document.querySelectorAll('#queue li').length").await, 0);
+    js(
+        &c,
+        "document.querySelector('#iterations').value = 5000; return true",
+    )
+    .await;
+    c.find(Locator::Css("#start"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the second job to run",
+        "return document.querySelector('#status').textContent === 'running' && \
+           Number(document.querySelector('#chart').dataset.points) > 2",
+    )
+    .await;
+    c.find(Locator::Css("#cancel"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    until(
+        &c,
+        "the cancel",
+        "return document.querySelector('#status').textContent === 'cancelled'",
+    )
+    .await;
+    until(
+        &c,
+        "the gallery",
+        "return document.querySelectorAll('#gallery .card').length === 2 && \
+           document.querySelectorAll('#gallery .card button.start-from').length === 2",
+    )
+    .await;
+    assert_eq!(
+        js(&c, "return document.querySelectorAll('#queue li').length").await,
+        0
+    );
 
     c.close().await.unwrap();
     drop(studio);

@@ -69,7 +69,8 @@ async fn run_watched(
     requests: usize,
 ) -> f64 {
     let client = net::client();
-    let app = studio.router(addr.port());
+    // In-process requests for the set-up; the watchers and the load go through the socket.
+    let app = studio.router(common::PORT);
     let (photo, painting) = images;
     let blocker = common::start(
         &app,
@@ -93,7 +94,9 @@ async fn run_watched(
     }
     common::wait_running(studio, &blocker.id.to_string());
     common::post(&app, &format!("/api/jobs/{}/cancel", blocker.id), "").await;
-    common::wait_for(studio, &id, "the job to start", |j| j.status != Status::Queued);
+    common::wait_for(studio, &id, "the job to start", |j| {
+        j.status != Status::Queued
+    });
 
     let uris = [
         "/".to_string(),
@@ -128,8 +131,8 @@ async fn run_watched(
     done.elapsed_s
 }
 
-async fn uploaded(studio: &Studio, addr: SocketAddr) -> (String, String) {
-    common::two_images(&studio.router(addr.port())).await
+async fn uploaded(studio: &Studio) -> (String, String) {
+    common::two_images(&studio.router(common::PORT)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,7 +140,7 @@ async fn fifty_watchers_and_two_hundred_requests_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let studio = Studio::open(common::config(dir.path())).unwrap();
     let addr = net::serve(&studio).await;
-    let images = uploaded(&studio, addr).await;
+    let images = uploaded(&studio).await;
     run_watched(&studio, addr, &images, 32, 40, 50, 200).await;
 }
 
@@ -151,10 +154,14 @@ async fn bench_job_time_watched_and_unwatched() {
     })
     .unwrap();
     let addr = net::serve(&studio).await;
-    let images = uploaded(&studio, addr).await;
+    let images = uploaded(&studio).await;
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let (size, iterations) = (128, 60);
     println!("CPU: {cpu}; random VGG19 weights, {size} px, {iterations} Adam iterations, preview every 2");
@@ -163,7 +170,10 @@ async fn bench_job_time_watched_and_unwatched() {
         let began = Instant::now();
         let a = run_watched(&studio, addr, &images, size, iterations, 0, 0).await;
         let b = run_watched(&studio, addr, &images, size, iterations, 50, 200).await;
-        println!("round {round}: unwatched {a:.2} s, watched by 50 with 200 requests {b:.2} s ({:.0} s)", began.elapsed().as_secs_f64());
+        println!(
+            "round {round}: unwatched {a:.2} s, watched by 50 with 200 requests {b:.2} s ({:.0} s)",
+            began.elapsed().as_secs_f64()
+        );
         alone.push(a);
         watched.push(b);
     }
@@ -172,5 +182,8 @@ async fn bench_job_time_watched_and_unwatched() {
         v[v.len() / 2]
     };
     let (a, b) = (median(&mut alone), median(&mut watched));
-    println!("median: unwatched {a:.2} s, watched {b:.2} s: {:+.1}%", 100.0 * (b / a - 1.0));
+    println!(
+        "median: unwatched {a:.2} s, watched {b:.2} s: {:+.1}%",
+        100.0 * (b / a - 1.0)
+    );
 }

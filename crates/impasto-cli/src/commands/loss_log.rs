@@ -10,7 +10,10 @@ use impasto::transfer::{loss_csv as to_csv, LOSS_CSV_HEADER as HEADER};
 
 /// Writes the log atomically.
 pub fn write(path: &Path, records: &[LossRecord]) -> anyhow::Result<()> {
-    impasto::cli_support::atomic::write_bytes_atomic(path, impasto::transfer::loss_csv(records).as_bytes())?;
+    impasto::cli_support::atomic::write_bytes_atomic(
+        path,
+        impasto::transfer::loss_csv(records).as_bytes(),
+    )?;
     Ok(())
 }
 

@@ -110,25 +110,50 @@ pub fn encoded(image: &Image, name: &str) -> Vec<u8> {
 
 pub async fn upload(router: &Router, bytes: Vec<u8>, name: &str) -> String {
     let r = post(router, &format!("/api/uploads?name={name}"), bytes).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     r.json()["id"].as_str().unwrap().to_string()
 }
 
 /// A photo and a painting uploaded.
 pub async fn two_images(router: &Router) -> (String, String) {
-    let photo = upload(router, encoded(&picture(48, 36, 0), "photo.png"), "photo.png").await;
-    let painting = upload(router, encoded(&picture(40, 40, 3), "painting.jpg"), "painting.jpg").await;
+    let photo = upload(
+        router,
+        encoded(&picture(48, 36, 0), "photo.png"),
+        "photo.png",
+    )
+    .await;
+    let painting = upload(
+        router,
+        encoded(&picture(40, 40, 3), "painting.jpg"),
+        "painting.jpg",
+    )
+    .await;
     (photo, painting)
 }
 
 pub async fn start(router: &Router, body: serde_json::Value) -> JobRecord {
     let r = post(router, "/api/jobs", body.to_string()).await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
     serde_json::from_slice(&r.body).unwrap()
 }
 
 /// Waits (at most two minutes, a hang guard, not a timing assertion) until `done` holds.
-pub fn wait_for(studio: &Studio, id: &str, what: &str, done: impl Fn(&JobRecord) -> bool) -> JobRecord {
+pub fn wait_for(
+    studio: &Studio,
+    id: &str,
+    what: &str,
+    done: impl Fn(&JobRecord) -> bool,
+) -> JobRecord {
     let id = Id::parse(id).unwrap();
     let begun = Instant::now();
     loop {
