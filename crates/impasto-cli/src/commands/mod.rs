@@ -9,6 +9,9 @@ mod outputs;
 mod reconstruct;
 mod run_settings;
 mod samples;
+mod serve;
+#[cfg(test)]
+mod studio_parity;
 mod stylize;
 mod transfer;
 mod weights;
@@ -25,5 +28,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stylize(args) => stylize::run(&args),
         Command::Reconstruct(cmd) => reconstruct::run(&cmd),
         Command::Samples(cmd) => samples::run(&cmd),
+        Command::Serve(args) => serve::run(&args),
     }
 }

@@ -26,29 +26,18 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             style: load_all(&args.style_masks)?.into_iter().map(Some).collect(),
         })
     };
+    let init = match &args.init {
+        InitArg::Fast => Init::Image(super::stylize::instant_start(
+            &content,
+            &styles,
+            args.style_blend_weights.as_deref(),
+            args.run.size as usize,
+        )?),
+        other => init(other)?,
+    };
     let settings = TransferSettings {
-        style_scale: args.style_scale,
-        content_layers: args.content_layers.clone(),
-        style_layers: args.style_layers.clone(),
-        style_layer_weights: args.style_layer_weights.clone(),
-        style_blend_weights: args.style_blend_weights.clone(),
-        weights: LossWeights {
-            content: args.content_weight,
-            style: args.style_weight,
-            tv: args.tv_weight,
-        },
-        init: match &args.init {
-            InitArg::Fast => Init::Image(super::stylize::instant_start(
-                &content,
-                &styles,
-                args.style_blend_weights.as_deref(),
-                args.run.size as usize,
-            )?),
-            other => init(other)?,
-        },
-        preserve_color: options::preserve_color(args.preserve_color),
         masks,
-        ..run.base.clone()
+        ..settings(args, &run, init)
     };
     optimize::execute(Job {
         content,
@@ -66,6 +55,27 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
                 .join(" + ")
         ),
     })
+}
+
+/// The library settings the flags ask for, given the start image (no masks): what the studio's
+/// job parameters must resolve to as well (see the tests).
+pub fn settings(args: &TransferArgs, run: &RunSettings, init: Init) -> TransferSettings {
+    TransferSettings {
+        style_scale: args.style_scale,
+        content_layers: args.content_layers.clone(),
+        style_layers: args.style_layers.clone(),
+        style_layer_weights: args.style_layer_weights.clone(),
+        style_blend_weights: args.style_blend_weights.clone(),
+        weights: LossWeights {
+            content: args.content_weight,
+            style: args.style_weight,
+            tv: args.tv_weight,
+        },
+        init,
+        preserve_color: options::preserve_color(args.preserve_color),
+        masks: None,
+        ..run.base.clone()
+    }
 }
 
 fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<image_io::Image>> {
