@@ -63,6 +63,8 @@
 //! - [`optim`]: L-BFGS (with PyTorch's strong-Wolfe line search) and Adam over the pixels.
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
+//! - [`batch`]: many images in one run (work lists, resumable outputs) and shards of it for
+//!   array jobs on Slurm, Kubernetes or AWS Batch.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
 //! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
 //!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
@@ -107,6 +109,7 @@
 mod atomic;
 #[allow(missing_docs)]
 mod bench;
+pub mod batch;
 pub mod color;
 pub mod core;
 mod error;
