@@ -65,6 +65,8 @@
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
 //! - [`batch`]: many images in one run (work lists, resumable outputs) and shards of it for
 //!   array jobs on Slurm, Kubernetes or AWS Batch.
+//! - [`video`]: videos frame by frame with temporal consistency (Ruder et al.): optical flow,
+//!   warping, the consistency check, the temporal loss, frames through ffmpeg, flicker.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
 //! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
 //!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
@@ -107,9 +109,9 @@
 // Internal, but reached by the binary through `cli_support`: documented for us, not for embedders.
 #[allow(missing_docs)]
 mod atomic;
+pub mod batch;
 #[allow(missing_docs)]
 mod bench;
-pub mod batch;
 pub mod color;
 pub mod core;
 mod error;
@@ -129,6 +131,7 @@ mod pip;
 #[allow(missing_docs)]
 mod samples;
 pub mod transfer;
+pub mod video;
 pub mod weights;
 
 pub use error::{Error, ErrorKind, Result};
