@@ -11,6 +11,7 @@ mod run_settings;
 mod samples;
 mod stylize;
 mod transfer;
+mod video;
 mod weights;
 
 pub use optimize::Interrupted;
@@ -23,6 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Transfer(args) => transfer::run(&args),
         Command::Stylize(args) => stylize::run(&args),
+        Command::Video(args) => video::run(&args),
         Command::Reconstruct(cmd) => reconstruct::run(&cmd),
         Command::Samples(cmd) => samples::run(&cmd),
     }
