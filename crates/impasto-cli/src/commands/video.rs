@@ -3,7 +3,7 @@
 //! encodes a folder of frames (the shards' common output) into a video.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context};

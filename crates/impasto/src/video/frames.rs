@@ -594,8 +594,9 @@ impl FrameWriter {
                     .collect();
                 let pipe = stdin.as_mut().expect("open until finish");
                 if let Err(e) = pipe.write_all(&bytes) {
+                    let target = target.clone();
                     // ffmpeg stopped reading: its own message says why.
-                    return Err(self.failure().unwrap_or_else(|| Error::io(&*target, e)));
+                    return Err(self.failure().unwrap_or_else(|| Error::io(&target, e)));
                 }
             }
         }

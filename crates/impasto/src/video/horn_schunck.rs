@@ -28,16 +28,19 @@ pub struct HornSchunck {
     /// Each frame is blurred with a Gaussian of this σ (px) before anything else: the
     /// linearisation needs smooth images.
     pub presmooth: f32,
+    /// σ (px of the finer level) of the blur before each halving, against aliasing.
+    pub pyramid_sigma: f32,
 }
 
 impl Default for HornSchunck {
     fn default() -> Self {
         HornSchunck {
-            alpha: 0.02,
+            alpha: 0.1,
             warps: 3,
             iterations: 60,
-            min_side: 12,
+            min_side: 6,
             presmooth: 1.0,
+            pyramid_sigma: 1.0,
         }
     }
 }
@@ -47,8 +50,8 @@ impl OpticalFlow for HornSchunck {
         check_same_size(a, b)?;
         let a = blur(&Gray::from_image(a), self.presmooth);
         let b = blur(&Gray::from_image(b), self.presmooth);
-        let pyramid_a = pyramid(a, self.min_side);
-        let pyramid_b = pyramid(b, self.min_side);
+        let pyramid_a = pyramid(a, self.min_side, self.pyramid_sigma);
+        let pyramid_b = pyramid(b, self.min_side, self.pyramid_sigma);
         let coarsest = &pyramid_a[pyramid_a.len() - 1];
         let mut flow = Flow::zero(coarsest.width, coarsest.height);
         for (level, (a, b)) in pyramid_a.iter().zip(&pyramid_b).enumerate().rev() {
@@ -145,14 +148,14 @@ fn neighbour_mean(flow: &Flow, x: usize, y: usize) -> (f32, f32) {
 }
 
 /// The frame at full size, then halved (blurred first) until a side would be under `min_side`.
-fn pyramid(frame: Gray, min_side: usize) -> Vec<Gray> {
+fn pyramid(frame: Gray, min_side: usize, sigma: f32) -> Vec<Gray> {
     let mut levels = vec![frame];
     loop {
         let last = &levels[levels.len() - 1];
         if last.width / 2 < min_side.max(2) || last.height / 2 < min_side.max(2) {
             return levels;
         }
-        let half = halve(&blur(last, 1.0));
+        let half = halve(&blur(last, sigma));
         levels.push(half);
     }
 }
