@@ -121,11 +121,17 @@ fn stylize(args: &VideoArgs, shard: Shard) -> anyhow::Result<()> {
     let (weights, weights_path) =
         options::load_weights(settings.architecture, args.weights.as_deref())?;
     tracing::info!("weights: {}", weights_path.display());
-    let mut video = VideoSettings::with_iterations(args.iterations as usize);
-    if let Some(n) = args.later_iterations {
-        video.later_iterations = n as usize;
-    }
-    video.temporal_weight = args.temporal_weight;
+    // γ = 0 is the per-frame baseline: no temporal loss and no warm start either.
+    let video = if args.temporal_weight == 0.0 {
+        VideoSettings::per_frame(args.iterations as usize)
+    } else {
+        let mut video = VideoSettings::with_iterations(args.iterations as usize);
+        if let Some(n) = args.later_iterations {
+            video.later_iterations = n as usize;
+        }
+        video.temporal_weight = args.temporal_weight;
+        video
+    };
     let flow = HornSchunck::default();
     let mut stylizer = FrameStylizer::new(&weights, &styles, settings, video, &flow);
     let mut writer = if to_folder {
