@@ -30,7 +30,7 @@ mod tests {
         assert_eq!(shard_frames(10..20, 0), (10..20, 10..20));
         // Every frame written exactly once across shards, whatever the warm-up.
         let cuts = [0, 7, 13, 20];
-        let mut seen = vec![0; 20];
+        let mut seen = [0; 20];
         for w in cuts.windows(2) {
             let (processed, written) = shard_frames(w[0]..w[1], 5);
             assert!(processed.start <= written.start && processed.end == written.end);
