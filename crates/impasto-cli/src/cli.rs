@@ -36,6 +36,9 @@ pub enum Command {
     /// Paint a photo in a painting's style (or a built-in one) in under a second, with a
     /// feed-forward network.
     Stylize(StylizeArgs),
+    /// Repaint every frame of a video (or a folder of frames) in a painting's style, with
+    /// temporal consistency (Ruder et al. 2016).
+    Video(Box<VideoArgs>),
     /// Optimise noise against one loss alone, showing what a layer keeps of an image.
     #[command(subcommand)]
     Reconstruct(ReconstructCommand),
@@ -568,6 +571,107 @@ pub struct BenchArgs {
     /// Time the instant-stylisation networks instead (`stylize`), at 512 and 1024 px.
     #[arg(long)]
     pub instant: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VideoArgs {
+    /// The video (any format ffmpeg reads) or a folder of frames (.png/.jpg/.tif, in name
+    /// order); with --join, the folder of stylised frames to encode.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub input: PathBuf,
+    /// A painting whose style to use; repeat for several (their Gram matrices are blended).
+    #[arg(long = "style", value_name = "FILE", required_unless_present = "join")]
+    pub styles: Vec<PathBuf>,
+    /// Where to write: a video file (its extension names the format; .mp4, .mkv or .mov get
+    /// H.264) with the input's frame rate, size and audio, or a folder (an existing one, or a
+    /// path ending in `/`) of frame_NNNNNN.png images.
+    #[arg(long, short, value_name = "FILE|DIR")]
+    pub output: PathBuf,
+    /// Weight γ of the short-term temporal loss, which holds each frame to the previous result
+    /// warped onto it where the optical flow is reliable (0: off, every frame on its own, which
+    /// flickers).
+    #[arg(long, default_value_t = impasto::video::DEFAULT_TEMPORAL_WEIGHT, value_parser = non_negative_f64)]
+    pub temporal_weight: f64,
+    /// Long side of the working frames in pixels; the output is scaled back to the input's size.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(16..=1 << 20))]
+    pub size: u32,
+    /// Optimiser iterations for the first frame (of each shard).
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub iterations: u32,
+    /// Iterations for each later frame, which starts from the previous result warped onto it
+    /// (default: half of --iterations, as Ruder et al.'s 2000 and 1000).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100_000_000))]
+    pub later_iterations: Option<u32>,
+    /// Frame rate of a folder input (videos keep their own).
+    #[arg(long, value_name = "RATE", value_parser = frame_rate)]
+    pub fps: Option<impasto::video::FrameRate>,
+    /// With --join: the video whose audio to copy into the output.
+    #[arg(long, value_name = "FILE", requires = "join")]
+    pub audio_from: Option<PathBuf>,
+    /// Encode a folder of stylised frames (the shards' common --output) into the video
+    /// --output, with --fps and --audio-from; no stylisation.
+    #[arg(long, conflicts_with_all = ["styles", "shard_index", "shard_count"])]
+    pub join: bool,
+    /// This worker's shard, 0-based (default: from SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX,
+    /// AWS_BATCH_JOB_ARRAY_INDEX or IMPASTO_SHARD_INDEX; none: the whole video).
+    #[arg(long, value_name = "I")]
+    pub shard_index: Option<usize>,
+    /// How many shards split the frames (default: from the scheduler's environment).
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<usize>,
+    /// Frames a shard stylises before its own and throws away, so that its first written frame
+    /// already follows a settled sequence and the join with the previous shard does not jump.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub warmup_frames: usize,
+    /// Each style image's long side is `--size × --style-scale`.
+    #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
+    pub style_scale: f64,
+    /// Shares of the style images in the blend, comma-separated (default: equal).
+    #[arg(long, value_delimiter = ',', value_name = "W,...", value_parser = non_negative_f64)]
+    pub style_blend_weights: Option<Vec<f64>>,
+    /// α, the weight of the content loss.
+    #[arg(long, default_value_t = 1.0, value_parser = non_negative_f64)]
+    pub content_weight: f64,
+    /// β, the weight of the style loss.
+    #[arg(long, default_value_t = 1e3, value_parser = non_negative_f64)]
+    pub style_weight: f64,
+    /// Weight of the total-variation smoothing term.
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative_f64)]
+    pub tv_weight: f64,
+    /// Content layers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = PAPER_CONTENT, value_name = "LAYER,...", value_parser = layer_name)]
+    pub content_layers: Vec<String>,
+    /// Style layers, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = PAPER_STYLE, value_name = "LAYER,...", value_parser = layer_name)]
+    pub style_layers: Vec<String>,
+    /// L-BFGS (the paper's) or Adam.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Lbfgs)]
+    pub optimizer: OptimizerArg,
+    /// Step size: L-BFGS's step scale, or Adam's learning rate (default 1).
+    #[arg(long, value_parser = positive_f64)]
+    pub lr: Option<f64>,
+    /// Network.
+    #[arg(long, value_enum, default_value_t = Model::Vgg19)]
+    pub model: Model,
+    /// Weights file (default: the installed weights for --model; VGG19's are fetched if missing).
+    #[arg(long, value_name = "FILE")]
+    pub weights: Option<PathBuf>,
+    /// Pooling between blocks (the paper's: avg).
+    #[arg(long, value_enum, default_value_t = PoolingArg::Avg)]
+    pub pooling: PoolingArg,
+    /// Seed (the transfer's; frames start from content or the warped previous result).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Worker threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub threads: Option<u32>,
+    /// No progress lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn frame_rate(s: &str) -> Result<impasto::video::FrameRate, String> {
+    impasto::video::FrameRate::parse(s).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

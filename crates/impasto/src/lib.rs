@@ -65,6 +65,10 @@
 //!   device); the CPU engine is [`backend::CpuBackend`], a GPU one lives in `impasto-gpu`.
 //! - [`transfer`]: a whole style transfer or reconstruction: targets, the run loop, the best image.
 //! - [`image_io`]: JPEG/PNG in (with limits) and out (atomically), Lanczos resizing.
+//! - [`batch`]: many images in one run (work lists, resumable outputs) and shards of it for
+//!   array jobs on Slurm, Kubernetes or AWS Batch.
+//! - [`video`]: videos frame by frame with temporal consistency (Ruder et al.): optical flow,
+//!   warping, the consistency check, the temporal loss, frames through ffmpeg, flicker.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
 //! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
 //!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
@@ -108,6 +112,7 @@
 #[allow(missing_docs)]
 mod atomic;
 pub mod backend;
+pub mod batch;
 #[allow(missing_docs)]
 mod bench;
 pub mod color;
@@ -131,6 +136,7 @@ mod samples;
 #[doc(hidden)]
 pub mod testing;
 pub mod transfer;
+pub mod video;
 pub mod weights;
 
 pub use error::{Error, ErrorKind, Result};

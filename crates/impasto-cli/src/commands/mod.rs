@@ -14,6 +14,7 @@ mod serve;
 mod studio_parity;
 mod stylize;
 mod transfer;
+mod video;
 mod weights;
 
 pub use optimize::Interrupted;
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => bench::run(&args),
         Command::Transfer(args) => transfer::run(&args),
         Command::Stylize(args) => stylize::run(&args),
+        Command::Video(args) => video::run(&args),
         Command::Reconstruct(cmd) => reconstruct::run(&cmd),
         Command::Samples(cmd) => samples::run(&cmd),
         Command::Serve(args) => serve::run(&args),

@@ -215,7 +215,7 @@ pub fn intermediate_path(output: &Path, iteration: usize, total: usize) -> PathB
 /// Catches SIGINT and SIGTERM on a thread of their own (signal-hook's iterator, so nothing
 /// runs inside the signal handler itself). A second signal while the last iteration finishes
 /// quits at once, unless the results are being written.
-fn install_interrupt_handler() {
+pub(super) fn install_interrupt_handler() {
     use signal_hook::consts::{SIGINT, SIGTERM};
     static INSTALLED: std::sync::Once = std::sync::Once::new();
     INSTALLED.call_once(|| {
@@ -244,6 +244,11 @@ fn install_interrupt_handler() {
             }
         });
     });
+}
+
+/// The stopping signal received so far (0: none), for commands that run many transfers.
+pub(super) fn stop_signal() -> i32 {
+    SIGNAL.load(Ordering::SeqCst)
 }
 
 /// `SIGINT (Ctrl-C)`, `SIGTERM`.

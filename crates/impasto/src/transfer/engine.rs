@@ -12,6 +12,7 @@ use crate::weights::VggWeights;
 use crate::{memory, Error, Result};
 
 use super::noise::gaussian_image;
+use super::pixel_term::{self, PixelTerm};
 use super::recolor::Recolor;
 use super::targets::LayerPlan;
 use super::{Init, LossRecord, OptimizerSettings, TileSize, TransferSettings};
@@ -77,6 +78,8 @@ pub struct Transfer {
     /// start image gets (0 and 0 on its own).
     scale: usize,
     first_iteration: usize,
+    /// Terms on the pixels themselves, evaluated after the network's objective.
+    pixel_terms: Vec<Box<dyn PixelTerm>>,
 }
 
 impl Transfer {
@@ -171,6 +174,7 @@ impl Transfer {
             evaluations: 0,
             scale: 0,
             first_iteration: 0,
+            pixel_terms: Vec::new(),
         })
     }
 
@@ -181,6 +185,19 @@ impl Transfer {
         self.scale = scale;
         self.first_iteration = first_iteration;
         self.started = Some(clock);
+    }
+
+    /// Adds a term on the pixels to the objective (e.g. video's temporal loss); its value joins
+    /// each record's total. Only before the first evaluation ([`Transfer::start`] or
+    /// [`Transfer::run`]): every record of a run describes one objective.
+    pub fn add_pixel_term(&mut self, term: Box<dyn PixelTerm>) -> Result<()> {
+        if !self.records.is_empty() {
+            return Err(Error::parameter(
+                "a pixel term can only be added before the transfer's first evaluation",
+            ));
+        }
+        self.pixel_terms.push(term);
+        Ok(())
     }
 
     /// Which scale of a coarse-to-fine run this is (0: the first, or the only one).
@@ -255,6 +272,7 @@ impl Transfer {
             return Ok(*first);
         }
         self.parts = self.evaluator.evaluate(&self.x, &mut self.grad)?;
+        self.parts.total += pixel_term::evaluate_all(&self.pixel_terms, &self.x, &mut self.grad);
         self.evaluations += 1;
         if !self.parts.total.is_finite() {
             return Err(Error::diverged(format!(
@@ -322,6 +340,7 @@ impl Transfer {
             x,
             grad,
             parts,
+            pixel_terms,
             ..
         } = self;
         // The optimiser's last evaluation is at the point it returns, so `parts` ends up
@@ -329,6 +348,7 @@ impl Transfer {
         let mut fx = parts.total;
         let mut eval = |at: &[f32], g: &mut [f32]| -> Result<f64> {
             *parts = evaluator.evaluate(at, g)?;
+            parts.total += pixel_term::evaluate_all(pixel_terms, at, g);
             Ok(parts.total)
         };
         let step = optimizer.step(x, &mut fx, grad, &mut eval)?;

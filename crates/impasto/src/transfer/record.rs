@@ -10,7 +10,8 @@ pub struct LossRecord {
     pub iteration: usize,
     /// Seconds since the run's first iteration started (over all scales).
     pub elapsed_s: f64,
-    /// Content, style and TV unweighted; total weighted.
+    /// Content, style and TV unweighted; total weighted, with any
+    /// [`PixelTerm`](super::PixelTerm)s' values added.
     pub parts: LossParts,
 }
 
