@@ -1,9 +1,10 @@
 use std::ops::ControlFlow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::color;
 use crate::image_io::{self, Image};
-use crate::loss::{LossParts, Objective, Tiling};
+use crate::loss::{LossParts, Objective, StyleLoss, Tiling};
 use crate::model::{Layer, Vgg, VggOptions, Workspace};
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
@@ -49,7 +50,8 @@ pub struct RunSummary {
 /// One style transfer (or reconstruction) in progress: the network, the objective with its
 /// targets, the image being optimised and the best image so far.
 pub struct Transfer {
-    net: Vgg,
+    /// Shared with the other transfers of a batch ([`super::PreparedStyles`]).
+    net: Arc<Vgg>,
     pub(super) objective: Objective,
     ws: Workspace,
     /// Set when the image runs tile by tile; `ws` is then sized for one window.
@@ -89,6 +91,18 @@ impl Transfer {
         styles: &[Image],
         settings: &TransferSettings,
     ) -> Result<Self> {
+        Transfer::build(weights, content, styles, settings, Shared::default())
+    }
+
+    /// [`Transfer::new`] with what a batch shares: a network built before, and the style
+    /// losses at this size computed by an earlier transfer with the same settings.
+    pub(super) fn build(
+        weights: &VggWeights,
+        content: &Image,
+        styles: &[Image],
+        settings: &TransferSettings,
+        shared: Shared<'_>,
+    ) -> Result<Self> {
         let Prepared {
             net,
             plan,
@@ -97,10 +111,13 @@ impl Transfer {
             style_sizes,
             tiling,
             optimizer,
-        } = prepare(weights, content, styles, settings)?;
+        } = prepare(weights, content, styles, settings, shared.net)?;
         let content = image_io::resize(content, width, height)?;
         let recolor = Recolor::new(settings.preserve_color, &content);
-        let resized_styles = styles
+        // Targets given: the styles need not be resized (nor recoloured: sharing is only offered
+        // without colour preservation and masks, where nothing about them depends on the content).
+        let to_resize = if shared.style_losses.is_some() { &[][..] } else { styles };
+        let resized_styles = to_resize
             .iter()
             .zip(&style_sizes)
             .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
@@ -111,15 +128,21 @@ impl Transfer {
         let (objective, ws) = match &tiling {
             None => {
                 let objective =
-                    plan.objective(&net, &seen_content, &resized_styles, settings, None)?;
+                    plan.objective(&net, &seen_content, &resized_styles, settings, None, shared.style_losses)?;
                 (objective, net.workspace(height, width, &plan.taps())?)
             }
             Some(t) => {
                 let side = t.max_window();
                 let mut ws = net.workspace(side.min(height), side.min(width), &plan.taps())?;
                 let tiled = Some((t, &mut ws));
-                let objective =
-                    plan.objective(&net, &seen_content, &resized_styles, settings, tiled)?;
+                let objective = plan.objective(
+                    &net,
+                    &seen_content,
+                    &resized_styles,
+                    settings,
+                    tiled,
+                    shared.style_losses,
+                )?;
                 (objective, ws)
             }
         };
@@ -379,10 +402,19 @@ fn evaluate(
     }
 }
 
+/// What a transfer may take from the batch it belongs to instead of building it.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Shared<'a> {
+    /// The network, built for these settings' layers, pooling and algorithm.
+    pub net: Option<&'a Arc<Vgg>>,
+    /// The style losses (targets and weights) at this working size.
+    pub style_losses: Option<&'a [StyleLoss]>,
+}
+
 /// What [`Transfer::new`] settles before touching the images: the checked settings, the network,
 /// the sizes and whether to tile, after making sure it all fits in memory.
 struct Prepared {
-    net: Vgg,
+    net: Arc<Vgg>,
     plan: LayerPlan,
     width: usize,
     height: usize,
@@ -487,6 +519,7 @@ fn prepare(
     content: &Image,
     styles: &[Image],
     settings: &TransferSettings,
+    shared_net: Option<&Arc<Vgg>>,
 ) -> Result<Prepared> {
     if settings.size == 0 {
         return Err(Error::parameter("size must be at least 1 pixel"));
@@ -534,7 +567,10 @@ fn prepare(
         algorithm: settings.algorithm,
         deepest: Some(plan.deepest(settings.architecture)?),
     };
-    let net: Vgg = Vgg::with_options(weights, &options)?;
+    let net = match shared_net {
+        Some(net) => Arc::clone(net),
+        None => Arc::new(Vgg::with_options(weights, &options)?),
+    };
     let sizes = ((width, height), style_sizes.as_slice());
     let whole = memory_estimate(&net, &plan, sizes, settings, None)?;
     let mut what = format!("a {width}×{height} transfer");
@@ -584,8 +620,9 @@ pub(crate) fn preflight(
     content: &Image,
     styles: &[Image],
     settings: &TransferSettings,
+    shared_net: Option<&Arc<Vgg>>,
 ) -> Result<()> {
-    prepare(weights, content, styles, settings).map(|_| ())
+    prepare(weights, content, styles, settings, shared_net).map(|_| ())
 }
 
 /// Prefixes a parameter error's message with what it is about.

@@ -10,6 +10,7 @@
 mod engine;
 mod multiscale;
 mod noise;
+mod prepared;
 mod recolor;
 mod record;
 mod settings;
@@ -18,6 +19,7 @@ mod targets;
 pub(crate) use targets::blend_shares;
 
 pub use engine::{RunSummary, Stop, Transfer};
+pub use prepared::PreparedStyles;
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use record::LossRecord;
 pub use settings::{

@@ -26,6 +26,7 @@ use crate::weights::VggWeights;
 use crate::{Error, Result};
 
 use super::engine::preflight;
+use super::prepared::PreparedStyles;
 use super::{Init, LossRecord, RunSummary, Stop, Transfer, TransferSettings};
 
 /// Where a coarse-to-fine run with a given number of scales starts by default (long side,
@@ -164,6 +165,20 @@ pub fn run_schedule(
     styles: &[Image],
     settings: &TransferSettings,
     schedule: &Schedule,
+    observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
+) -> Result<Outcome> {
+    run_schedule_in(weights, content, styles, settings, schedule, None, observer)
+}
+
+/// [`run_schedule`], with the network and style targets of `prepared` when given (whose
+/// styles and settings these are).
+pub(super) fn run_schedule_in(
+    weights: &VggWeights,
+    content: &Image,
+    styles: &[Image],
+    settings: &TransferSettings,
+    schedule: &Schedule,
+    prepared: Option<&PreparedStyles<'_>>,
     mut observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
 ) -> Result<Outcome> {
     if schedule.sizes.is_empty() || schedule.sizes.len() != schedule.iterations.len() {
@@ -179,7 +194,8 @@ pub fn run_schedule(
         ..settings.clone()
     };
     let last = *schedule.sizes.last().expect("checked non-empty");
-    preflight(weights, content, styles, &at(last, settings.init.clone()))?;
+    let net = prepared.map(PreparedStyles::net);
+    preflight(weights, content, styles, &at(last, settings.init.clone()), net)?;
     let final_size = image_io::fit_long_side(content.width, content.height, last);
     let chroma_at_final = match settings.preserve_color {
         PreserveColor::Luminance if schedule.sizes.len() > 1 => {
@@ -196,7 +212,11 @@ pub fn run_schedule(
     let mut scale = 0;
     loop {
         let size = schedule.sizes[scale];
-        let attempt = Transfer::new(weights, content, styles, &at(size, init)).and_then(|mut t| {
+        let made = match prepared {
+            Some(p) => p.transfer_with(content, &at(size, init)),
+            None => Transfer::new(weights, content, styles, &at(size, init)),
+        };
+        let attempt = made.and_then(|mut t| {
             let first_iteration = records.last().map_or(0, |r: &LossRecord| r.iteration);
             t.continue_run(scale, first_iteration, clock);
             let summary = t.run(schedule.iterations[scale], &mut observer)?;

@@ -124,6 +124,8 @@ impl LayerPlan {
 
     /// The objective for a content image at the working size and style images at their sizes.
     /// With `tiled` (a tiling and a workspace for its windows) every image runs tile by tile.
+    /// With `style_losses` (computed before for the same settings and size, without masks)
+    /// the style images are not looked at.
     pub fn objective(
         &self,
         net: &Vgg,
@@ -131,6 +133,7 @@ impl LayerPlan {
         styles: &[Image],
         settings: &TransferSettings,
         mut tiled: Option<(&Tiling, &mut Workspace)>,
+        style_losses: Option<&[StyleLoss]>,
     ) -> Result<Objective> {
         let content_features = match (self.content.is_empty(), tiled.as_mut()) {
             (true, _) => Vec::new(),
@@ -149,6 +152,14 @@ impl LayerPlan {
         let content_losses = (content_features.into_iter().zip(&self.content))
             .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
             .collect();
+        if let Some(losses) = style_losses {
+            if settings.masks.is_some() {
+                return Err(Error::parameter(
+                    "style targets cannot be shared between transfers with masks",
+                ));
+            }
+            return Objective::new(content_losses, losses.to_vec(), settings.weights);
+        }
         if let Some(control) = &settings.masks {
             if tiled.is_some() {
                 return Err(Error::parameter(
