@@ -107,9 +107,9 @@
 // Internal, but reached by the binary through `cli_support`: documented for us, not for embedders.
 #[allow(missing_docs)]
 mod atomic;
+pub mod batch;
 #[allow(missing_docs)]
 mod bench;
-pub mod batch;
 pub mod color;
 pub mod core;
 mod error;

@@ -118,7 +118,15 @@ fn a_batch_skips_what_is_done_and_a_bad_input_fails_alone() {
     let run = |overwrite| {
         let shard = Shard::whole();
         let o = options(overwrite);
-        run_batch(&prepared, &items, shard, items.len(), &o, content_start, no_events)
+        run_batch(
+            &prepared,
+            &items,
+            shard,
+            items.len(),
+            &o,
+            content_start,
+            no_events,
+        )
     };
 
     let first = run(false);
@@ -145,7 +153,10 @@ fn a_batch_skips_what_is_done_and_a_bad_input_fails_alone() {
     assert_eq!(json["summary"]["failed"], 1);
     assert_eq!(json["shard"]["count"], 1);
     assert_eq!(json["items"][2]["outcome"], "failed");
-    assert!(json["items"][2]["error"].as_str().unwrap().contains("p1b.png"));
+    assert!(json["items"][2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("p1b.png"));
     assert!(json["items"][0]["seconds"].as_f64().unwrap() >= 0.0);
     assert_eq!(json["items"].as_array().unwrap().len(), 4);
 
@@ -196,16 +207,30 @@ fn a_stopped_batch_keeps_the_partial_image_and_a_rerun_finishes_it() {
     assert_eq!(outcomes, [ItemOutcome::Succeeded, ItemOutcome::Interrupted]);
     assert_eq!(report.not_reached, 1);
     assert!(report.interrupted());
-    assert!(!items[1].output.exists(), "an interrupted result is not a finished one");
+    assert!(
+        !items[1].output.exists(),
+        "an interrupted result is not a finished one"
+    );
     assert!(partial_path(&items[1].output).exists());
     assert!(!items[2].output.exists());
 
-    let rerun = run_batch(&prepared, &items, Shard::whole(), 3, &o, content_start, no_events);
+    let rerun = run_batch(
+        &prepared,
+        &items,
+        Shard::whole(),
+        3,
+        &o,
+        content_start,
+        no_events,
+    );
     let outcomes: Vec<ItemOutcome> = rerun.items.iter().map(|i| i.outcome).collect();
     use ItemOutcome::*;
     assert_eq!(outcomes, [Skipped, Succeeded, Succeeded]);
     assert!(items[1].output.exists());
-    assert!(!partial_path(&items[1].output).exists(), "the partial image is superseded");
+    assert!(
+        !partial_path(&items[1].output).exists(),
+        "the partial image is superseded"
+    );
 }
 
 #[test]
@@ -231,7 +256,11 @@ fn shards_run_every_photo_exactly_once() {
             content_start,
             no_events,
         );
-        assert_eq!(report.count(ItemOutcome::Skipped), 0, "shard {index} redid work");
+        assert_eq!(
+            report.count(ItemOutcome::Skipped),
+            0,
+            "shard {index} redid work"
+        );
         done.extend(report.items.iter().map(|i| i.output.clone()));
     }
     let expected: Vec<PathBuf> = items.iter().map(|i| i.output.clone()).collect();

@@ -116,7 +116,11 @@ impl Transfer {
         let recolor = Recolor::new(settings.preserve_color, &content);
         // Targets given: the styles need not be resized (nor recoloured: sharing is only offered
         // without colour preservation and masks, where nothing about them depends on the content).
-        let to_resize = if shared.style_losses.is_some() { &[][..] } else { styles };
+        let to_resize = if shared.style_losses.is_some() {
+            &[][..]
+        } else {
+            styles
+        };
         let resized_styles = to_resize
             .iter()
             .zip(&style_sizes)
@@ -127,8 +131,14 @@ impl Transfer {
         // memory estimate counts the larger, not both). Tiled: one window's workspace serves all.
         let (objective, ws) = match &tiling {
             None => {
-                let objective =
-                    plan.objective(&net, &seen_content, &resized_styles, settings, None, shared.style_losses)?;
+                let objective = plan.objective(
+                    &net,
+                    &seen_content,
+                    &resized_styles,
+                    settings,
+                    None,
+                    shared.style_losses,
+                )?;
                 (objective, net.workspace(height, width, &plan.taps())?)
             }
             Some(t) => {

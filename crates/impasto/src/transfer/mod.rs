@@ -19,8 +19,8 @@ mod targets;
 pub(crate) use targets::blend_shares;
 
 pub use engine::{RunSummary, Stop, Transfer};
-pub use prepared::PreparedStyles;
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
+pub use prepared::PreparedStyles;
 pub use record::LossRecord;
 pub use settings::{
     Init, OptimizerSettings, SpatialControl, TileSize, TransferSettings, PAPER_CONTENT_LAYERS,

@@ -195,7 +195,13 @@ pub(super) fn run_schedule_in(
     };
     let last = *schedule.sizes.last().expect("checked non-empty");
     let net = prepared.map(PreparedStyles::net);
-    preflight(weights, content, styles, &at(last, settings.init.clone()), net)?;
+    preflight(
+        weights,
+        content,
+        styles,
+        &at(last, settings.init.clone()),
+        net,
+    )?;
     let final_size = image_io::fit_long_side(content.width, content.height, last);
     let chroma_at_final = match settings.preserve_color {
         PreserveColor::Luminance if schedule.sizes.len() > 1 => {

@@ -133,7 +133,11 @@ impl<'w> PreparedStyles<'w> {
         settings: &TransferSettings,
     ) -> Result<Transfer> {
         let cached = match self.shares_targets {
-            true => self.lock().iter().find(|(s, _)| *s == settings.size).map(|(_, t)| t.clone()),
+            true => self
+                .lock()
+                .iter()
+                .find(|(s, _)| *s == settings.size)
+                .map(|(_, t)| t.clone()),
             false => None,
         };
         let shared = Shared {
