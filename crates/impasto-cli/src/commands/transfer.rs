@@ -10,13 +10,17 @@ use crate::cli::{InitArg, TransferArgs};
 
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     let run = RunSettings::from_args(&args.run)?;
-    let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
+    if super::batch::is_batch(args) {
+        return super::batch::run(args, run);
+    }
+    let content_path = &args.contents[0];
+    let mut inputs: Vec<&std::path::Path> = vec![content_path.as_path()];
     inputs.extend(args.styles.iter().map(|p| p.as_path()));
     inputs.extend(args.init.file());
     inputs.extend(args.content_masks.iter().map(|p| p.as_path()));
     inputs.extend(args.style_masks.iter().map(|p| p.as_path()));
     outputs::check_outputs(&args.output, &run, &inputs)?;
-    let content = image_io::load(&args.content)?;
+    let content = image_io::load(content_path)?;
     let styles = load_all(&args.styles)?;
     let masks = if args.content_masks.is_empty() {
         None
@@ -26,7 +30,42 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             style: load_all(&args.style_masks)?.into_iter().map(Some).collect(),
         })
     };
-    let settings = TransferSettings {
+    let init = match &args.init {
+        InitArg::Fast => Init::Image(super::stylize::instant_start(
+            &content,
+            &styles,
+            args.style_blend_weights.as_deref(),
+            args.run.size as usize,
+        )?),
+        other => init(other)?,
+    };
+    let settings = transfer_settings(args, &run, init, masks);
+    optimize::execute(Job {
+        content,
+        styles,
+        settings,
+        output: &args.output,
+        run,
+        title: format!(
+            "{} in the style of {}",
+            file_name(content_path),
+            args.styles
+                .iter()
+                .map(|p| file_name(p))
+                .collect::<Vec<_>>()
+                .join(" + ")
+        ),
+    })
+}
+
+/// The library's settings for a transfer from the flags, with its start and masks.
+pub fn transfer_settings(
+    args: &TransferArgs,
+    run: &RunSettings,
+    init: Init,
+    masks: Option<SpatialControl>,
+) -> TransferSettings {
+    TransferSettings {
         style_scale: args.style_scale,
         content_layers: args.content_layers.clone(),
         style_layers: args.style_layers.clone(),
@@ -37,35 +76,11 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             style: args.style_weight,
             tv: args.tv_weight,
         },
-        init: match &args.init {
-            InitArg::Fast => Init::Image(super::stylize::instant_start(
-                &content,
-                &styles,
-                args.style_blend_weights.as_deref(),
-                args.run.size as usize,
-            )?),
-            other => init(other)?,
-        },
+        init,
         preserve_color: options::preserve_color(args.preserve_color),
         masks,
         ..run.base.clone()
-    };
-    optimize::execute(Job {
-        content,
-        styles,
-        settings,
-        output: &args.output,
-        run,
-        title: format!(
-            "{} in the style of {}",
-            file_name(&args.content),
-            args.styles
-                .iter()
-                .map(|p| file_name(p))
-                .collect::<Vec<_>>()
-                .join(" + ")
-        ),
-    })
+    }
 }
 
 fn load_all(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<image_io::Image>> {
