@@ -140,15 +140,20 @@ fn unit_f32(s: &str) -> Result<f32, String> {
 
 #[derive(Args, Debug)]
 pub struct TransferArgs {
-    /// The photo to repaint.
-    #[arg(long, value_name = "FILE")]
-    pub content: PathBuf,
+    /// The photo to repaint; or for a batch, several: directories (their .jpg, .jpeg, .png,
+    /// .tif and .tiff files), glob patterns (quoted: 'photos/*.jpg') and files, repeated or
+    /// space-separated. A batch writes into the --output directory.
+    #[arg(long = "content", value_name = "DIR|GLOB|FILE", num_args = 1.., required = true)]
+    pub contents: Vec<PathBuf>,
     /// A painting whose style to use; repeat for several (their Gram matrices are blended).
     #[arg(long = "style", value_name = "FILE", required = true)]
     pub styles: Vec<PathBuf>,
-    /// Where to write the result (.png, .jpg or .tiff); never one of the inputs.
-    #[arg(long, short, value_name = "FILE")]
+    /// Where to write the result (.png, .jpg or .tiff); never one of the inputs. For a batch, a
+    /// directory (created if missing).
+    #[arg(long, short, value_name = "FILE|DIR")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub batch: BatchArgs,
     /// Each style image's long side is `--size × --style-scale`.
     #[arg(long, default_value_t = 1.0, value_parser = positive_f64)]
     pub style_scale: f64,
@@ -206,6 +211,43 @@ pub struct TransferArgs {
     pub style_layer_weights: Option<Vec<f64>>,
     #[command(flatten)]
     pub run: RunArgs,
+}
+
+/// What only a batch (several contents, --output a directory) takes. Any of them makes the run
+/// a batch.
+#[derive(Args, Debug, Default)]
+pub struct BatchArgs {
+    /// Batch: each result's file name in the --output directory, from {stem} (the photo's name
+    /// without extension), {style} (the paintings' names joined by +) and {dir} (the photo's
+    /// directory's name); the extension sets the format.
+    #[arg(long, value_name = "TEMPLATE", default_value = "{stem}-{style}.png")]
+    pub name: String,
+    /// Batch: redo photos whose result exists (by default they are skipped as done, so a
+    /// rerun does only what is missing).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Batch: write each photo's outcome and timing as JSON to this file.
+    #[arg(long, value_name = "FILE.json")]
+    pub report: Option<PathBuf>,
+    /// Batch: run only this shard (from 0) of the sorted work list; by default read from
+    /// SLURM_ARRAY_TASK_ID, JOB_COMPLETION_INDEX or AWS_BATCH_JOB_ARRAY_INDEX.
+    #[arg(long, value_name = "I")]
+    pub shard_index: Option<usize>,
+    /// Batch: how many shards the work list is split into; by default SLURM_ARRAY_TASK_COUNT,
+    /// IMPASTO_SHARD_COUNT or AWS_BATCH_JOB_ARRAY_SIZE.
+    #[arg(long, value_name = "N")]
+    pub shard_count: Option<usize>,
+}
+
+impl BatchArgs {
+    /// Whether a flag that only a batch takes was given.
+    pub fn any_given(&self) -> bool {
+        self.name != "{stem}-{style}.png"
+            || self.overwrite
+            || self.report.is_some()
+            || self.shard_index.is_some()
+            || self.shard_count.is_some()
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -792,6 +834,9 @@ mod tests {
     fn transfer_defaults_follow_the_paper() {
         let t = transfer(&[]).unwrap();
         assert_eq!(t.styles, [PathBuf::from("s.jpg")]);
+        assert_eq!(t.contents, [PathBuf::from("c.jpg")]);
+        assert!(!t.batch.any_given());
+        assert_eq!(t.batch.name, impasto::batch::NameTemplate::DEFAULT);
         assert_eq!(
             (t.content_weight, t.style_weight, t.tv_weight),
             (1.0, 1e3, 10.0)
@@ -901,6 +946,43 @@ mod tests {
             parse(&["transfer", "--content", "c.jpg", "-o", "o.png"]).is_err(),
             "style required"
         );
+    }
+
+    #[test]
+    fn batch_flags_parse() {
+        let t = transfer(&[
+            "--content",
+            "more/",
+            "extra.jpg",
+            "--name",
+            "{stem}.jpg",
+            "--overwrite",
+            "--report",
+            "r.json",
+            "--shard-index",
+            "1",
+            "--shard-count",
+            "4",
+        ])
+        .unwrap();
+        assert_eq!(
+            t.contents,
+            [
+                PathBuf::from("c.jpg"),
+                PathBuf::from("more/"),
+                PathBuf::from("extra.jpg")
+            ]
+        );
+        let b = &t.batch;
+        assert!(b.any_given() && b.overwrite);
+        assert_eq!(
+            (b.name.as_str(), b.shard_index, b.shard_count),
+            ("{stem}.jpg", Some(1), Some(4))
+        );
+        assert_eq!(b.report, Some(PathBuf::from("r.json")));
+        for bad in [&["--shard-index", "-1"][..], &["--shard-count", "x"]] {
+            assert_eq!(transfer(bad).unwrap_err().exit_code(), 2, "{bad:?}");
+        }
     }
 
     #[test]

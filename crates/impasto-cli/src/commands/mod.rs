@@ -1,11 +1,13 @@
 //! One module per subcommand; each turns parsed arguments into library calls and prints results.
 
+mod batch;
 mod bench;
 mod bench_instant;
 mod loss_log;
 mod optimize;
 mod options;
 mod outputs;
+mod progress;
 mod reconstruct;
 mod run_settings;
 mod samples;

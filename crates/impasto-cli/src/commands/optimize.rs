@@ -16,15 +16,16 @@ use impasto::transfer::{run_schedule, LossRecord, Schedule, Stop, Transfer, Tran
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::loss_log;
+use super::progress::{self, PlainProgress};
 use super::run_settings::RunSettings;
 use crate::plot;
 
 /// The first stopping signal received (0: none); the run stops at the end of the iteration in
 /// progress.
-static SIGNAL: AtomicI32 = AtomicI32::new(0);
+pub(super) static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// Set while the results are written: a second signal then waits instead of quitting, so no
 /// half-written temporary file is left behind.
-static SAVING: AtomicBool = AtomicBool::new(false);
+pub(super) static SAVING: AtomicBool = AtomicBool::new(false);
 
 /// Returned when a signal stopped the run; `main` exits with 128 + the signal's number, as shells
 /// expect (130 for Ctrl-C, 143 for SIGTERM).
@@ -77,6 +78,7 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     let depth = run.bit_depth;
     let mut save_error = None;
     let mut announced = None;
+    let mut plain = PlainProgress::new(run.quiet);
     let outcome = run_schedule(
         &weights,
         &job.content,
@@ -92,6 +94,7 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
                 }
             }
             bar.set_position(record.iteration as u64);
+            plain.tick(|| iteration_line(record, total));
             bar.set_message(format!(
                 "loss {:.4e} (content {:.3e}, style {:.3e})",
                 record.parts.total, record.parts.content, record.parts.style
@@ -171,8 +174,32 @@ fn execute_on_pool(job: Job<'_>) -> anyhow::Result<()> {
     }
 }
 
+/// `iteration 120/500 (24%), loss 1.2345e10, 0.52 s/iteration, ETA 3 min 17 s`: the plain
+/// progress line for logs.
+pub(super) fn iteration_line(record: &LossRecord, total: usize) -> String {
+    let done = record.iteration;
+    let elapsed = Duration::from_secs_f64(record.elapsed_s);
+    let eta = progress::eta(elapsed, done as f64, total.saturating_sub(done) as f64)
+        .map_or("–".to_string(), progress::duration);
+    // Iteration 0 is the start image's evaluation, not an iteration: no rate yet.
+    let rate = match done {
+        0 => String::new(),
+        _ => format!(", {:.2} s/iteration", record.elapsed_s / done as f64),
+    };
+    format!(
+        "iteration {done}/{total} ({:.0}%), loss {:.4e}{rate}, ETA {eta}",
+        100.0 * done as f64 / total.max(1) as f64,
+        record.parts.total,
+    )
+}
+
 /// `VGG19, scale 2/5: 181×136, 100 iterations of lbfgs`.
-fn scale_line(arch: Architecture, schedule: &Schedule, t: &Transfer, run: &RunSettings) -> String {
+pub(super) fn scale_line(
+    arch: Architecture,
+    schedule: &Schedule,
+    t: &Transfer,
+    run: &RunSettings,
+) -> String {
     let (w, h) = t.size();
     let n = schedule.sizes.len();
     let iterations = schedule.iterations[t.scale()];

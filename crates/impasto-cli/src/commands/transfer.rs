@@ -10,13 +10,17 @@ use crate::cli::{InitArg, TransferArgs};
 
 pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
     let run = RunSettings::from_args(&args.run)?;
-    let mut inputs: Vec<&std::path::Path> = vec![args.content.as_path()];
+    if super::batch::is_batch(args) {
+        return super::batch::run(args, run);
+    }
+    let content_path = &args.contents[0];
+    let mut inputs: Vec<&std::path::Path> = vec![content_path.as_path()];
     inputs.extend(args.styles.iter().map(|p| p.as_path()));
     inputs.extend(args.init.file());
     inputs.extend(args.content_masks.iter().map(|p| p.as_path()));
     inputs.extend(args.style_masks.iter().map(|p| p.as_path()));
     outputs::check_outputs(&args.output, &run, &inputs)?;
-    let content = image_io::load(&args.content)?;
+    let content = image_io::load(content_path)?;
     let styles = load_all(&args.styles)?;
     let masks = if args.content_masks.is_empty() {
         None
@@ -35,10 +39,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
         )?),
         other => init(other)?,
     };
-    let settings = TransferSettings {
-        masks,
-        ..settings(args, &run, init)
-    };
+    let settings = transfer_settings(args, &run, init, masks);
     optimize::execute(Job {
         content,
         styles,
@@ -47,7 +48,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
         run,
         title: format!(
             "{} in the style of {}",
-            file_name(&args.content),
+            file_name(content_path),
             args.styles
                 .iter()
                 .map(|p| file_name(p))
@@ -55,6 +56,19 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
                 .join(" + ")
         ),
     })
+}
+
+/// The library's settings for a transfer from the flags, with its start and masks.
+pub fn transfer_settings(
+    args: &TransferArgs,
+    run: &RunSettings,
+    init: Init,
+    masks: Option<SpatialControl>,
+) -> TransferSettings {
+    TransferSettings {
+        masks,
+        ..settings(args, run, init)
+    }
 }
 
 /// The library settings the flags ask for, given the start image (no masks): what the studio's

@@ -5,7 +5,7 @@ use std::time::Instant;
 use crate::backend::{DeviceMemory, Evaluator, Network, NetworkSpec, Problem};
 use crate::color;
 use crate::image_io::{self, Image};
-use crate::loss::{LossParts, Tiling};
+use crate::loss::{LossParts, StyleLoss, Tiling};
 use crate::model::Layer;
 use crate::optim::Optimizer;
 use crate::weights::VggWeights;
@@ -109,6 +109,20 @@ impl Transfer {
         styles: &[Image],
         settings: &TransferSettings,
     ) -> Result<Self> {
+        Self::build(network, content, styles, settings, None, false).map(|(t, _)| t)
+    }
+
+    /// [`Transfer::with_network`] with what a batch shares: the style losses at this size
+    /// computed by an earlier transfer with the same settings (then the styles are not looked
+    /// at). With `keep_styles` it also hands back this transfer's style losses for the next.
+    pub(super) fn build(
+        network: &dyn Network,
+        content: &Image,
+        styles: &[Image],
+        settings: &TransferSettings,
+        shared_styles: Option<&[StyleLoss]>,
+        keep_styles: bool,
+    ) -> Result<(Self, Option<Vec<StyleLoss>>)> {
         let Prepared {
             plan,
             width,
@@ -119,7 +133,10 @@ impl Transfer {
         } = prepare(network, content, styles, settings)?;
         let content = image_io::resize(content, width, height)?;
         let recolor = Recolor::new(settings.preserve_color, &content);
-        let resized_styles = styles
+        // Targets given: the styles need not be resized (nor recoloured: sharing is only offered
+        // without colour preservation and masks, where nothing about them depends on the content).
+        let to_resize = if shared_styles.is_some() { &[][..] } else { styles };
+        let resized_styles = to_resize
             .iter()
             .zip(&style_sizes)
             .map(|(s, &(w, h))| recolor.style(image_io::resize(s, w, h)?))
@@ -133,8 +150,10 @@ impl Transfer {
             &resized_styles,
             settings,
             tiling.as_ref(),
+            shared_styles,
         )?;
         drop(resized_styles);
+        let kept_styles = keep_styles.then(|| objective.style_losses().to_vec());
         let layers = objective.layers();
         let evaluator = network.evaluator(objective, (width, height), tiling)?;
         let x = match &settings.init {
@@ -155,7 +174,7 @@ impl Transfer {
         };
         let chroma_source = recolor.chroma_source();
         let optimizer = optimizer.build(x.len())?;
-        Ok(Transfer {
+        let transfer = Transfer {
             evaluator,
             layers,
             optimizer,
@@ -175,7 +194,8 @@ impl Transfer {
             scale: 0,
             first_iteration: 0,
             pixel_terms: Vec::new(),
-        })
+        };
+        Ok((transfer, kept_styles))
     }
 
     /// Makes this transfer one scale of a coarse-to-fine run: records carry `scale`, number

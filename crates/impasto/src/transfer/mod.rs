@@ -11,6 +11,7 @@ mod engine;
 mod multiscale;
 mod noise;
 mod pixel_term;
+mod prepared;
 mod recolor;
 mod record;
 mod settings;
@@ -22,6 +23,7 @@ pub use engine::{load_network, RunSummary, Stop, Transfer};
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use pixel_term::PixelTerm;
 pub use record::{loss_csv, LossRecord, LOSS_CSV_HEADER};
+pub use prepared::PreparedStyles;
 pub use settings::{
     Init, OptimizerSettings, SpatialControl, TileSize, TransferSettings, PAPER_CONTENT_LAYERS,
     PAPER_STYLE_LAYERS,

@@ -27,6 +27,7 @@ use crate::weights::VggWeights;
 use crate::{Error, Result};
 
 use super::engine::{load_network, preflight};
+use super::prepared::PreparedStyles;
 use super::{Init, LossRecord, RunSummary, Stop, Transfer, TransferSettings};
 
 /// Where a coarse-to-fine run with a given number of scales starts by default (long side,
@@ -165,6 +166,20 @@ pub fn run_schedule(
     styles: &[Image],
     settings: &TransferSettings,
     schedule: &Schedule,
+    observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
+) -> Result<Outcome> {
+    run_schedule_in(weights, content, styles, settings, schedule, None, observer)
+}
+
+/// [`run_schedule`], with the network and style targets of `prepared` when given (whose
+/// styles and settings these are).
+pub(super) fn run_schedule_in(
+    weights: &VggWeights,
+    content: &Image,
+    styles: &[Image],
+    settings: &TransferSettings,
+    schedule: &Schedule,
+    prepared: Option<&PreparedStyles<'_>>,
     mut observer: impl FnMut(&Transfer, &LossRecord) -> ControlFlow<()>,
 ) -> Result<Outcome> {
     if schedule.sizes.is_empty() || schedule.sizes.len() != schedule.iterations.len() {
@@ -181,7 +196,10 @@ pub fn run_schedule(
     };
     let last = *schedule.sizes.last().expect("checked non-empty");
     // One network (its kernels) for the preflight and every scale.
-    let network = load_network(weights, &at(last, settings.init.clone()), styles.len())?;
+    let network = match prepared {
+        Some(p) => p.network(),
+        None => load_network(weights, &at(last, settings.init.clone()), styles.len())?,
+    };
     preflight(&*network, content, styles, &at(last, settings.init.clone()))?;
     let final_size = image_io::fit_long_side(content.width, content.height, last);
     let chroma_at_final = match settings.preserve_color {
@@ -200,7 +218,10 @@ pub fn run_schedule(
     loop {
         let size = schedule.sizes[scale];
         let scale_settings = at(size, init);
-        let attempt = Transfer::with_network(&*network, content, styles, &scale_settings);
+        let attempt = match prepared {
+            Some(p) => p.transfer_with(content, &scale_settings),
+            None => Transfer::with_network(&*network, content, styles, &scale_settings),
+        };
         let attempt = attempt.and_then(|mut t| {
             let first_iteration = records.last().map_or(0, |r: &LossRecord| r.iteration);
             t.continue_run(scale, first_iteration, clock);

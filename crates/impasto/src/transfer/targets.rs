@@ -130,6 +130,7 @@ impl LayerPlan {
         styles: &[Image],
         settings: &TransferSettings,
         tiling: Option<&Tiling>,
+        style_losses: Option<&[StyleLoss]>,
     ) -> Result<Objective> {
         let size = |image: &Image| (image.width, image.height);
         let content_features = match self.content.is_empty() {
@@ -139,6 +140,16 @@ impl LayerPlan {
         let content_losses = (content_features.into_iter().zip(&self.content))
             .map(|(f, &l)| ContentLoss::new(l, f, 1.0))
             .collect();
+        // Targets computed before for the same settings and size (a batch): the styles are not
+        // looked at again.
+        if let Some(losses) = style_losses {
+            if settings.masks.is_some() {
+                return Err(Error::parameter(
+                    "style targets cannot be shared between transfers with masks",
+                ));
+            }
+            return Objective::new(content_losses, losses.to_vec(), settings.weights);
+        }
         if let Some(control) = &settings.masks {
             if tiling.is_some() {
                 return Err(Error::parameter(
