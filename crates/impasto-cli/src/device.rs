@@ -29,12 +29,8 @@ pub fn resolve(arg: DeviceArg) -> anyhow::Result<Device> {
 /// The GPU backends of this machine, hardware first; `Err` says why there are none.
 #[cfg(feature = "gpu")]
 fn gpu_backends() -> Result<Vec<Arc<dyn Backend>>, String> {
-    // The wgpu backend (crates/impasto-gpu) plugs in here: its adapters, as backends.
-    Err(
-        "this impasto was built without GPU support: the wgpu backend (impasto-gpu) is not \
-         part of this build yet"
-            .into(),
-    )
+    // The wgpu backend (crates/impasto-gpu): the best adapter, hardware first.
+    impasto_gpu::GpuBackend::available()
 }
 
 /// The GPU backends of this machine: none in a build without the `gpu` feature.
