@@ -326,7 +326,10 @@ pub fn gradient_matches_finite_differences(backend: &dyn Backend, tol: Tolerance
         let mut grad = vec![0.0f32; x.len()];
         let mut scratch = grad.clone();
         evaluator.evaluate(&x, &mut grad).expect("an evaluation");
-        let eps = 0.25;
+        // Small: a step of 0.25 grey levels along a direction over every pixel crosses enough
+        // ReLU and max-pooling kinks to move the central difference 3% off (seen on the CPU and
+        // the GPU alike); at 0.02 the loss still changes by hundreds, far above f32 rounding.
+        let eps = 0.02;
         for _ in 0..3 {
             let v: Vec<f32> = (0..x.len()).map(|_| rng.uniform() as f32).collect();
             let mut along = |s: f32| -> f64 {
