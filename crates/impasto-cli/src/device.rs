@@ -121,7 +121,7 @@ mod tests {
             }
         }
         fn load(&self, _: &VggWeights, _: &NetworkSpec) -> impasto::Result<Arc<dyn Network>> {
-            Err(impasto::Error::parameter("a fake"))
+            Err(impasto::Error::new(impasto::ErrorKind::Parameter, "a fake"))
         }
     }
 

@@ -212,6 +212,7 @@ fn batch_mistakes_are_refused_before_any_work() {
     let b = photos(&d.join("b"), 1);
     let out = d.join("out");
     let x_png = d.join("x.png");
+    let (da, nothing) = (d.join("a"), d.join("nothing/*.png"));
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
             vec!["--content", s(&a[0]), s(&b[0]), "--output", s(&out)],
@@ -222,13 +223,13 @@ fn batch_mistakes_are_refused_before_any_work() {
             "looks like an image file",
         ),
         (
-            vec!["--content", s(&d.join("a")), "--output", s(&d.join("a"))],
+            vec!["--content", s(&da), "--output", s(&da)],
             "would be taken",
         ),
         (
             vec![
                 "--content",
-                s(&d.join("nothing/*.png")),
+                s(&nothing),
                 "--output",
                 s(&out),
             ],
@@ -237,7 +238,7 @@ fn batch_mistakes_are_refused_before_any_work() {
         (
             vec![
                 "--content",
-                s(&d.join("a")),
+                s(&da),
                 "--output",
                 s(&out),
                 "--name",
@@ -248,7 +249,7 @@ fn batch_mistakes_are_refused_before_any_work() {
         (
             vec![
                 "--content",
-                s(&d.join("a")),
+                s(&da),
                 "--output",
                 s(&out),
                 "--name",
@@ -259,7 +260,7 @@ fn batch_mistakes_are_refused_before_any_work() {
         (
             vec![
                 "--content",
-                s(&d.join("a")),
+                s(&da),
                 "--output",
                 s(&out),
                 "--plot",
@@ -270,7 +271,7 @@ fn batch_mistakes_are_refused_before_any_work() {
         (
             vec![
                 "--content",
-                s(&d.join("a")),
+                s(&da),
                 "--output",
                 s(&out),
                 "--shard-index",
@@ -283,7 +284,7 @@ fn batch_mistakes_are_refused_before_any_work() {
         (
             vec![
                 "--content",
-                s(&d.join("a")),
+                s(&da),
                 "--output",
                 s(&out),
                 "--shard-count",
@@ -394,9 +395,10 @@ fn sigterm_keeps_the_photo_in_progress_apart_and_a_rerun_finishes() {
     let d = dir.path();
     photos(&d.join("in"), 2);
     let out = d.join("out");
+    let input = d.join("in");
     let args = [
         "--content",
-        s(&d.join("in")),
+        s(&input),
         "--output",
         s(&out),
         "--name",

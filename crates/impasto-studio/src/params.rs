@@ -341,6 +341,7 @@ impl JobParams {
         .map_err(|e| ApiError::field("scales", e.to_string()))?;
         let lr = self.lr.unwrap_or(1.0);
         let settings = TransferSettings {
+            backend: TransferSettings::default().backend,
             size: self.size as usize,
             style_scale: self.style_scale,
             architecture,

@@ -109,7 +109,7 @@ fn the_studios_command_reproduces_its_job() {
         let studio = params.resolve(u32::MAX).unwrap();
         let line = params.command_args(&content, &styles, Path::new("out.png"), None);
         let args = parse(&line);
-        assert_eq!(args.content, content);
+        assert_eq!(args.contents, vec![content.clone()]);
         assert_eq!(args.styles, styles);
         let (cli, run) = cli_settings(&args);
         assert_eq!(format!("{:?}", studio.settings), cli, "{line:?}");
