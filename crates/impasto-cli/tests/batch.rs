@@ -227,12 +227,7 @@ fn batch_mistakes_are_refused_before_any_work() {
             "would be taken",
         ),
         (
-            vec![
-                "--content",
-                s(&nothing),
-                "--output",
-                s(&out),
-            ],
+            vec!["--content", s(&nothing), "--output", s(&out)],
             "matches no file",
         ),
         (
@@ -258,14 +253,7 @@ fn batch_mistakes_are_refused_before_any_work() {
             "unknown placeholder",
         ),
         (
-            vec![
-                "--content",
-                s(&da),
-                "--output",
-                s(&out),
-                "--plot",
-                "p.svg",
-            ],
+            vec!["--content", s(&da), "--output", s(&out), "--plot", "p.svg"],
             "--plot is for one photo",
         ),
         (

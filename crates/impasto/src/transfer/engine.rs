@@ -135,7 +135,11 @@ impl Transfer {
         let recolor = Recolor::new(settings.preserve_color, &content);
         // Targets given: the styles need not be resized (nor recoloured: sharing is only offered
         // without colour preservation and masks, where nothing about them depends on the content).
-        let to_resize = if shared_styles.is_some() { &[][..] } else { styles };
+        let to_resize = if shared_styles.is_some() {
+            &[][..]
+        } else {
+            styles
+        };
         let resized_styles = to_resize
             .iter()
             .zip(&style_sizes)

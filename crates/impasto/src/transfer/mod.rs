@@ -22,8 +22,8 @@ pub(crate) use targets::blend_shares;
 pub use engine::{load_network, RunSummary, Stop, Transfer};
 pub use multiscale::{run_schedule, Outcome, Schedule, DEFAULT_START_SIZE};
 pub use pixel_term::PixelTerm;
-pub use record::{loss_csv, LossRecord, LOSS_CSV_HEADER};
 pub use prepared::PreparedStyles;
+pub use record::{loss_csv, LossRecord, LOSS_CSV_HEADER};
 pub use settings::{
     Init, OptimizerSettings, SpatialControl, TileSize, TransferSettings, PAPER_CONTENT_LAYERS,
     PAPER_STYLE_LAYERS,

@@ -12,10 +12,10 @@ use crate::loss::StyleLoss;
 use crate::weights::VggWeights;
 use crate::Result;
 
-use crate::backend::Network;
-use super::multiscale::run_schedule_in;
 use super::engine::load_network;
+use super::multiscale::run_schedule_in;
 use super::{Init, LossRecord, Outcome, Schedule, Transfer, TransferSettings};
+use crate::backend::Network;
 
 /// Style images and settings prepared for many transfers: the network is built here, and the
 /// style losses at each working size are computed by the first transfer at that size and handed
