@@ -18,6 +18,7 @@ pub fn backends() -> Vec<Arc<dyn Backend>> {
 /// `for_each_backend! { LIST; name => |backend| case(backend, …); … }`: one `#[test] fn name`
 /// per case, running it on every backend of `LIST` (a `Vec<Arc<dyn Backend>>` expression) in
 /// turn, each named on stderr before it runs (so a failure says which one).
+#[allow(unused_macros)]
 macro_rules! for_each_backend {
     ($list:expr; $($test:ident => |$backend:ident| $case:expr;)+) => {$(
         #[test]
