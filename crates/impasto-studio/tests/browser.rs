@@ -104,7 +104,11 @@ fn images(dir: &Path) -> (PathBuf, PathBuf) {
     let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images");
     let (photo, painting) = (shared.join("tubingen.jpg"), shared.join("starry_night.jpg"));
     if photo.is_file() && painting.is_file() {
-        return (photo, painting);
+        // Chromedriver takes only canonical paths for file inputs (no `..`).
+        return (
+            photo.canonicalize().unwrap(),
+            painting.canonicalize().unwrap(),
+        );
     }
     let photo = dir.join("photo.png");
     let painting = dir.join("painting.png");
