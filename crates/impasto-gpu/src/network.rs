@@ -180,6 +180,7 @@ impl GpuNetwork {
 
     /// The stages and their output shapes for `taps` at `(w, h)`, with the device's limits
     /// checked: no buffer larger than the device binds, no convolution wider than a dispatch.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn plan(
         &self,
         (w, h): (usize, usize),

@@ -52,6 +52,7 @@ pub(crate) fn stage_of(arch: Architecture, layer: Layer) -> Result<(usize, bool)
 
 /// The stages to run for `taps` on an `h × w` image, with each stage's output shape
 /// `(h, w, c)`; `channels[i]` is convolution i's output channels.
+#[allow(clippy::type_complexity)]
 pub(crate) fn shapes(
     arch: Architecture,
     channels: &[usize],
