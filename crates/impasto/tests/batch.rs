@@ -66,7 +66,13 @@ fn style_targets_are_computed_once_and_equal_a_plain_transfers() {
     for seed in 0..3 {
         let content = picture(30 + seed, 22, seed);
         let mut shared = prepared.transfer(&content, 24, Init::Content).unwrap();
-        let mut plain = Transfer::new(&weights, &content, &[style.clone()], &settings()).unwrap();
+        let mut plain = Transfer::new(
+            &weights,
+            &content,
+            std::slice::from_ref(&style),
+            &settings(),
+        )
+        .unwrap();
         let a = shared.run(2, |_, _| ControlFlow::Continue(())).unwrap();
         let b = plain.run(2, |_, _| ControlFlow::Continue(())).unwrap();
         // The same targets, so the same run, bit for bit.
@@ -93,7 +99,8 @@ fn colour_preservation_recomputes_targets_per_photo() {
     for seed in 0..2 {
         let content = picture(30, 22, seed);
         let mut shared = prepared.transfer(&content, 24, Init::Content).unwrap();
-        let mut plain = Transfer::new(&weights, &content, &[style.clone()], &settings).unwrap();
+        let mut plain =
+            Transfer::new(&weights, &content, std::slice::from_ref(&style), &settings).unwrap();
         let a = shared.run(1, |_, _| ControlFlow::Continue(())).unwrap();
         let b = plain.run(1, |_, _| ControlFlow::Continue(())).unwrap();
         assert_eq!(a.best.total, b.best.total);
@@ -110,7 +117,7 @@ fn a_batch_skips_what_is_done_and_a_bad_input_fails_alone() {
     std::fs::create_dir_all(&out).unwrap();
     photos(&input, 3);
     std::fs::write(input.join("p1b.png"), b"not a png").unwrap();
-    let contents = expand_contents(&[input.clone()]).unwrap();
+    let contents = expand_contents(std::slice::from_ref(&input)).unwrap();
     assert_eq!(contents.len(), 4);
     let items = work_list(&contents, &out, &NameTemplate::default(), "s", &[]).unwrap();
     let weights = VggWeights::random(Architecture::Vgg16, 1);
