@@ -22,8 +22,8 @@
 //! backend in `impasto-gpu`) can implement these traits and upload it:
 //!
 //! - images: RGB, 0–255, row-major `h × w × 3` (`[(y * w + x) * 3 + c]`); the network's input
-//!   convention ([`InputConvention`](crate::model::InputConvention), from the weights) is the
-//!   backend's to apply, forward and for the gradient.
+//!   convention ([`InputConvention`], from the weights) is the backend's to apply, forward and
+//!   for the gradient.
 //! - weights: [`VggWeights`], one [`ConvParams`](crate::weights::ConvParams) per convolution of
 //!   [`Architecture::conv_specs`](crate::model::Architecture::conv_specs), OIHW (`[cout][cin][3][3]`)
 //!   and a bias per output; [`NetworkSpec`] says the pooling and how deep to build.
