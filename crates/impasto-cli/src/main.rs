@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    quiet_vulkan_device_selection();
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     match commands::run(cli) {
@@ -45,4 +46,18 @@ fn init_logging(verbose: u8) {
         .with_writer(std::io::stderr)
         .without_time()
         .init();
+}
+
+/// Turns off Mesa's Vulkan device-selection layer for this process, before any thread exists.
+///
+/// impasto picks its adapter itself (hardware first, see `device.rs`), so the layer's reordering
+/// is of no use, and on a machine without a display (a server, CI, a Slurm node) the layer tries
+/// to reach a Wayland compositor at instance creation and prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set` on stderr for every probe: noise in `--quiet`
+/// runs and in the logs of batch jobs. `NODEVICE_SELECT` is the layer's own off switch; a value
+/// the user set is kept.
+fn quiet_vulkan_device_selection() {
+    if cfg!(feature = "gpu") && std::env::var_os("NODEVICE_SELECT").is_none() {
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }

@@ -35,7 +35,6 @@ fn expand(arg: &str, env: &HashMap<String, String>) -> String {
 }
 
 #[test]
-#[ignore = "fails: the worker wrote no output; not yet diagnosed"]
 fn the_indexed_job_runs_every_photo_once() {
     let m = manifest();
     assert_eq!(str_of(&m["kind"]), "Job");
@@ -190,5 +189,9 @@ fn the_indexed_job_runs_every_photo_once() {
         })
         .count();
     assert_eq!(results, n);
-    assert!(Path::new(&out).join("photo0-the_scream.png").exists());
+    // `{stem}-{style}.png`, the style named after the manifest's file, not the painting in it.
+    let style_stem = style.file_stem().unwrap().to_string_lossy();
+    assert!(Path::new(&out)
+        .join(format!("photo0-{style_stem}.png"))
+        .exists());
 }

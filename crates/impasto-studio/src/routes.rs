@@ -62,7 +62,8 @@ pub fn router(state: Arc<AppState>, allowed: Allowed) -> Router {
 }
 
 fn parse_id(text: &str) -> Result<Id, ApiError> {
-    Id::parse(text).ok_or_else(|| ApiError::field("id", format!("`{text}` is not an id")))
+    // The text is not echoed: whatever a request put there stays out of the answer.
+    Id::parse(text).ok_or_else(|| ApiError::field("id", "not an id (32 hex digits)"))
 }
 
 async fn defaults(State(s): Shared) -> Json<serde_json::Value> {

@@ -244,7 +244,6 @@ async fn foreign_hosts_and_origins_are_refused() {
 }
 
 #[tokio::test]
-#[ignore = "fails at /api/uploads/..%2Fsecret.txt/thumb.png on the merged main; not yet diagnosed"]
 async fn paths_in_any_id_position_never_reach_the_file_system() {
     let dir = tempfile::tempdir().unwrap();
     let (studio, app) = open(dir.path());
@@ -326,7 +325,6 @@ async fn paths_in_any_id_position_never_reach_the_file_system() {
 }
 
 #[tokio::test]
-#[ignore = "fails: the job sent has the default size, above the test server's 256 px limit, so size is named first; to fix in the test"]
 async fn bad_job_requests_name_their_field() {
     let dir = tempfile::tempdir().unwrap();
     let (_studio, app) = open(dir.path());
@@ -369,7 +367,11 @@ async fn bad_job_requests_name_their_field() {
             "start_from",
         ),
     ];
-    for (body, field) in cases {
+    for (mut body, field) in cases {
+        // Within the test server's size limit, so that only the field under test is wrong.
+        if body.get("size").is_none() {
+            body["size"] = json!(32);
+        }
         let r = post(&app, "/api/jobs", body.to_string()).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.field().as_deref(), Some(field), "{body}: {:?}", r.json());
