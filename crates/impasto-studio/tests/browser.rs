@@ -147,7 +147,6 @@ async fn until(c: &Client, what: &str, script: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "not yet seen passing on the merged main: its first run failed on a non-canonical upload path (fixed), the rerun did not finish in this session"]
 async fn a_person_paints_a_photo_in_the_browser() {
     let (driver, binary) = start_driver();
     let data = tempfile::tempdir().unwrap();
@@ -271,6 +270,8 @@ async fn a_person_paints_a_photo_in_the_browser() {
     )
     .await;
 
+    // From the top, where the result and its chart are (the clicks above scrolled the page).
+    js(&c, "window.scrollTo(0, 0); return true").await;
     let shot = c.screenshot().await.unwrap();
     let shot_path = Path::new(env!("CARGO_TARGET_TMPDIR")).join("studio.png");
     std::fs::write(&shot_path, &shot).unwrap();
