@@ -46,7 +46,14 @@ fn command_with_iterations(home: &Path, args: &[&str], iterations: &str) -> Comm
     let mut c = Command::new(env!("CARGO_BIN_EXE_impasto"));
     c.arg("transfer")
         .args(args)
-        .args(["--style", s(&style()), "--size", "32", "--iterations", iterations])
+        .args([
+            "--style",
+            s(&style()),
+            "--size",
+            "32",
+            "--iterations",
+            iterations,
+        ])
         .args(["--weights", s(real_weights())])
         .env("IMPASTO_HOME", home)
         .env_remove("IMPASTO_LOG")

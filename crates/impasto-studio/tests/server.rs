@@ -697,3 +697,80 @@ async fn the_list_stream_pushes_status_changes() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_instant_painting_comes_first_and_is_kept() {
+    // The real instant models (fetched on first use, as `impasto stylize` does); random VGG.
+    let dir = tempfile::tempdir().unwrap();
+    let studio = impasto_studio::Studio::open(impasto_studio::Config {
+        instant: true,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let app = studio.router(PORT);
+    let (photo, painting) = two_images(&app).await;
+    // A long job holds the worker, so the job under test can be watched from before it starts.
+    let blocker = start(
+        &app,
+        json!({"content": photo, "styles": [painting], "size": 32, "iterations": 100000, "optimizer": "adam"}),
+    )
+    .await;
+    wait_running(&studio, &blocker.id.to_string());
+    let job = start(
+        &app,
+        json!({"content": photo, "styles": [painting], "size": 48, "iterations": 8, "optimizer": "adam"}),
+    )
+    .await;
+    let id = job.id.to_string();
+    // The handler subscribes before it answers: from here no event of the job can be missed.
+    let response = tower::ServiceExt::oneshot(
+        app.clone(),
+        request(
+            Method::GET,
+            &format!("/api/jobs/{id}/events"),
+            Body::empty(),
+        ),
+    )
+    .await
+    .unwrap();
+    let cancel = post(&app, &format!("/api/jobs/{}/cancel", blocker.id), "").await;
+    assert!(cancel.status.is_success(), "{}", cancel.status);
+    let began = std::time::Instant::now();
+    let mut body = response.into_body();
+    let (mut text, mut instant_after) = (String::new(), None);
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.unwrap().into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+            if instant_after.is_none() && text.contains("\"type\":\"instant\"") {
+                instant_after = Some(began.elapsed().as_secs_f64());
+            }
+        }
+    }
+    let seen: Vec<serde_json::Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    assert_eq!(
+        seen[0]["job"]["status"], "queued",
+        "watched from before it ran"
+    );
+    let kinds: Vec<&str> = seen.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let instant = kinds.iter().position(|k| *k == "instant");
+    let progress = kinds.iter().position(|k| *k == "progress");
+    assert!(
+        instant.is_some() && instant < progress,
+        "the instant painting before the optimiser's first iteration: {kinds:?}"
+    );
+    // Printed, not asserted (timing is for benches): the models load on the first job.
+    println!(
+        "instant painting {:.2} s after the job could start",
+        instant_after.unwrap()
+    );
+    let done = wait_final(&studio, &id);
+    assert_eq!(done.status, Status::Done, "{:?}", done.error);
+    assert!(done.has_instant);
+    let instant = get(&app, &format!("/api/jobs/{id}/instant.png")).await;
+    assert_eq!(instant.status, StatusCode::OK);
+    assert_eq!(png_size(&instant.body), (48, 36), "the job's size");
+}
