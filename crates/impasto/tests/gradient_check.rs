@@ -540,7 +540,12 @@ fn weights_that_do_not_fit_their_network_are_an_error_not_a_panic() {
     assert!(Vgg::<f32>::new(&w, Pooling::Avg).is_err());
 }
 
-// The shared directional finite-difference case (`impasto::testing::gradient_matches_finite_differences`)
-// is not run yet: on the CPU it misses by 3% at the steps tried (0.25 and 0.02 grey levels), the
-// central difference moving with the step, so its step and precision need work first. The CPU's
-// gradient is checked above, the GPU's against the CPU's in f64 (impasto-gpu's objective_parity).
+// The shared directional finite-difference case, on every backend of this crate, in f32 through
+// the backend boundary (impasto-gpu runs the same case on its adapters).
+common::backends::for_each_backend! { common::backends::backends();
+    every_backend_matches_central_differences => |backend| {
+        impasto::testing::gradient_matches_finite_differences(
+            backend, impasto::testing::Tolerance::F32,
+        )
+    };
+}
