@@ -3,8 +3,10 @@
 //! temporal consistency error (mean over reliable pixels of (o_t − ω(o_{t−1}))², 0–255 scale).
 //!
 //! ```text
-//! cargo run --example flicker -- (WEIGHTS|fetch) STYLE (pan PHOTO | clip DIR_OF_FRAMES) SIZE FRAMES ITERATIONS
+//! cargo run --example flicker -- (WEIGHTS|fetch) STYLE (pan PHOTO | clip DIR_OF_FRAMES) SIZE FRAMES ITERATIONS [γ,γ,…]
 //! ```
+//!
+//! The optional last argument lists the temporal weights to try (default: the CLI's default).
 //!
 //! `pan PHOTO` makes the clip from a photo: a window of 60% of its width slides right by 1.5% of
 //! the width per frame and down by half that (a known camera pan), each crop resized to SIZE.
@@ -40,8 +42,17 @@ fn pan(photo: &Image, frames: usize) -> Vec<Image> {
 
 fn main() -> impasto::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [weights, style, kind, source, size, frames, iterations] = &args[..] else {
-        eprintln!("usage: flicker WEIGHTS STYLE (pan PHOTO | clip DIR) SIZE FRAMES ITERATIONS");
+    let (args, gammas) = match args.len() {
+        8 => (
+            &args[..7],
+            args[7].split(',').map(|g| g.parse().expect("γ")).collect(),
+        ),
+        _ => (&args[..], vec![video::DEFAULT_TEMPORAL_WEIGHT]),
+    };
+    let [weights, style, kind, source, size, frames, iterations] = args else {
+        eprintln!(
+            "usage: flicker WEIGHTS STYLE (pan PHOTO | clip DIR) SIZE FRAMES ITERATIONS [γ,…]"
+        );
         std::process::exit(2);
     };
     let size: usize = size.parse().expect("SIZE");
@@ -72,23 +83,28 @@ fn main() -> impasto::Result<()> {
         .map(|f| image_io::resize(f, w, h))
         .collect::<impasto::Result<_>>()?;
     let flow = HornSchunck::default();
-    let runs = [
+    let mut runs = vec![
         (
-            "per frame (--temporal-weight 0)",
+            "per frame (--temporal-weight 0)".to_string(),
             VideoSettings::per_frame(iterations),
         ),
         (
-            "warm start only (γ = 0)",
+            "warm start only (γ = 0)".to_string(),
             VideoSettings {
                 temporal_weight: 0.0,
                 ..VideoSettings::with_iterations(iterations)
             },
         ),
-        (
-            "warm start + temporal loss (default γ)",
-            VideoSettings::with_iterations(iterations),
-        ),
     ];
+    for gamma in gammas {
+        runs.push((
+            format!("warm start + temporal loss (γ = {gamma:e})"),
+            VideoSettings {
+                temporal_weight: gamma,
+                ..VideoSettings::with_iterations(iterations)
+            },
+        ));
+    }
     println!(
         "{} frames at {w}×{h}, first frame {iterations} iterations",
         working.len()
