@@ -17,6 +17,7 @@ mod record;
 mod settings;
 mod targets;
 
+#[cfg(feature = "instant")]
 pub(crate) use targets::blend_shares;
 
 pub use engine::{load_network, RunSummary, Stop, Transfer};
