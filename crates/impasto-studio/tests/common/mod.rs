@@ -37,7 +37,12 @@ pub fn config(dir: &Path) -> Config {
 }
 
 pub fn open(dir: &Path) -> (Studio, Router) {
-    let studio = Studio::open(config(dir)).unwrap();
+    open_with(config(dir))
+}
+
+/// A studio with `config` (e.g. [`config`] with one setting changed) and its router.
+pub fn open_with(config: Config) -> (Studio, Router) {
+    let studio = Studio::open(config).unwrap();
     let router = studio.router(PORT);
     (studio, router)
 }
