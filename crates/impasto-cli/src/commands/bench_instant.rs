@@ -54,7 +54,8 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     let models = stylize::load_models()?;
     let load = t.elapsed();
     println!(
-        "impasto bench --instant: tract-onnx, {} threads, best of {repeats} after a warm-up",
+        "impasto bench --instant: transform on impasto's own kernels, predictor and presets on \
+         tract-onnx; {} threads, best of {repeats} after a warm-up",
         rayon::current_num_threads()
     );
     println!("load (parse the three ONNX files) {:8.0} ms", ms(load));
@@ -84,7 +85,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
         })?;
         println!(
             "{size}×{size}: transform {:6.0} ms (arbitrary style total {:6.0} ms with the \
-             predictor), presets {:6.0} ms; planning this size {:.0} ms + {:.0} ms",
+             predictor), presets {:6.0} ms; tract planning this size {:.0} ms + {:.0} ms",
             ms(transform),
             ms(transform + predict),
             ms(preset),

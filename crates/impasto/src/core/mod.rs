@@ -8,7 +8,7 @@
 
 mod conv;
 mod gram;
-mod matmul;
+pub(crate) mod matmul;
 mod pool;
 mod relu_mask;
 mod scalar;
