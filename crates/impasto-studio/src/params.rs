@@ -73,13 +73,14 @@ pub enum PoolingChoice {
 #[serde(rename_all = "lowercase")]
 pub enum InitChoice {
     /// The photo.
+    // Jobs saved when "fast" (the instant stylisation) was a start still load: measured not to
+    // help, it was removed, and such a job starts from the photo.
+    #[serde(alias = "fast")]
     Content,
     /// The first painting.
     Style,
     /// Noise from the seed.
     Noise,
-    /// The instant stylisation of the photo.
-    Fast,
 }
 
 /// What the page sends to start a job. Every field has the CLI's default, so `{"content": …,
@@ -368,8 +369,7 @@ impl JobParams {
             init: match self.init {
                 InitChoice::Content => Init::Content,
                 InitChoice::Style => Init::Style,
-                // Replaced by the image when the job starts.
-                InitChoice::Noise | InitChoice::Fast => Init::Noise,
+                InitChoice::Noise => Init::Noise,
             },
             optimizer: match self.optimizer {
                 OptimizerChoice::Lbfgs => OptimizerSettings::Lbfgs(LbfgsConfig {

@@ -95,22 +95,18 @@ impl Worker {
         let size = *resolved.schedule.sizes.first().unwrap_or(&settings.size);
 
         // The instant stylisation first: on the page within a second, while the optimiser starts.
-        let wants_instant = job.params.init == InitChoice::Fast;
-        if self.instant_enabled || wants_instant {
+        if self.instant_enabled {
             match self.instant_image(&content, &styles, job, size) {
                 Ok(image) => {
                     let path = store.job_file(job.id, JobFile::Instant);
                     if image_io::save(&image, &path).is_ok() {
                         self.hub.instant(job.id);
                     }
-                    if wants_instant {
-                        settings.init = Init::Image(image);
-                    }
                 }
-                Err(e) if wants_instant => return Err(format!("the instant start failed: {e}")),
                 Err(e) => tracing::warn!("no instant preview: {e}"),
             }
-        } else if job.params.init == InitChoice::Noise {
+        }
+        if job.params.init == InitChoice::Noise {
             settings.init = Init::Noise;
         }
         if let Some(from) = resolved.start_from {

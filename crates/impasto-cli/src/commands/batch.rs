@@ -22,7 +22,7 @@ use super::optimize::{install_interrupt_handler, Interrupted, SAVING, SIGNAL};
 use super::progress::{self, PlainProgress};
 use super::run_settings::RunSettings;
 use super::transfer::{file_name, init, transfer_settings};
-use crate::cli::{InitArg, TransferArgs};
+use crate::cli::TransferArgs;
 
 /// Whether the command asks for a batch: several contents, a directory or pattern of them, an
 /// output directory, or a flag only a batch takes. One photo into one file stays the plain run.
@@ -81,17 +81,9 @@ fn run_on_pool(args: &TransferArgs, run: &RunSettings) -> anyhow::Result<()> {
         .iter()
         .map(|p| image_io::load(p))
         .collect::<Result<Vec<_>, _>>()?;
-    // The start shared by every photo; `--init fast` is computed per photo.
-    let shared_init = match &args.init {
-        InitArg::Fast => None,
-        other => Some(init(other)?),
-    };
-    let settings = transfer_settings(
-        args,
-        run,
-        shared_init.clone().unwrap_or(Init::Content),
-        None,
-    );
+    // The start shared by every photo.
+    let shared_init = init(&args.init)?;
+    let settings = transfer_settings(args, run, shared_init.clone(), None);
     let (weights, weights_path) =
         super::options::load_weights(settings.architecture, run.weights.as_deref())?;
     tracing::info!("weights: {}", weights_path.display());
@@ -119,20 +111,7 @@ fn run_on_pool(args: &TransferArgs, run: &RunSettings) -> anyhow::Result<()> {
         .filter(|i| options.overwrite || !is_complete(&i.output))
         .count();
     let mut progress = BatchProgress::new(run, to_run, mine.len());
-    let size = run.base.size;
-    let blend = args.style_blend_weights.clone();
-    let start = |content: &Image| -> impasto::Result<Init> {
-        match &shared_init {
-            Some(i) => Ok(i.clone()),
-            None => {
-                super::stylize::instant_start(content, prepared.styles(), blend.as_deref(), size)
-                    .map(Init::Image)
-                    .map_err(|e| {
-                        impasto::Error::new(impasto::ErrorKind::Parameter, format!("{e:#}"))
-                    })
-            }
-        }
-    };
+    let start = |_: &Image| -> impasto::Result<Init> { Ok(shared_init.clone()) };
     let report = run_batch(
         &prepared,
         mine,

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
-use impasto::image_io::{self, Image};
+use anyhow::bail;
+use impasto::image_io;
 use impasto::instant::{self, InstantModels, PresetBlend, StyleSpec};
 
 use super::options;
@@ -115,22 +115,6 @@ pub fn load_models() -> anyhow::Result<InstantModels> {
         instant::fetch_models(false)?;
     }
     Ok(InstantModels::load(&dir)?)
-}
-
-/// Instant stylisation as the optimiser's starting image (`transfer --init fast`): the styles
-/// blended as given, at the run's size.
-pub fn instant_start(
-    content: &Image,
-    styles: &[Image],
-    blend_weights: Option<&[f64]>,
-    size: usize,
-) -> anyhow::Result<Image> {
-    let models = load_models()?;
-    let weights = blend_weights.map(|w| w.iter().map(|v| *v as f32).collect());
-    let spec = StyleSpec::paintings(styles.to_vec(), weights, 1.0)?;
-    models
-        .stylize(content, &spec, size)
-        .context("--init fast: the instant stylisation failed")
 }
 
 fn print_presets() {

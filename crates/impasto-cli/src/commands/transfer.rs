@@ -30,15 +30,7 @@ pub fn run(args: &TransferArgs) -> anyhow::Result<()> {
             style: load_all(&args.style_masks)?.into_iter().map(Some).collect(),
         })
     };
-    let init = match &args.init {
-        InitArg::Fast => Init::Image(super::stylize::instant_start(
-            &content,
-            &styles,
-            args.style_blend_weights.as_deref(),
-            args.run.size as usize,
-        )?),
-        other => init(other)?,
-    };
+    let init = init(&args.init)?;
     let settings = transfer_settings(args, &run, init, masks);
     optimize::execute(Job {
         content,
@@ -105,10 +97,6 @@ pub fn init(arg: &InitArg) -> anyhow::Result<Init> {
         InitArg::Style => Init::Style,
         InitArg::Noise => Init::Noise,
         InitArg::File(p) => Init::Image(image_io::load(p)?),
-        InitArg::Fast => anyhow::bail!(
-            "--init fast starts from the instant stylisation, which needs paintings: only \
-             `impasto transfer` has it"
-        ),
     })
 }
 
