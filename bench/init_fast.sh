@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# `transfer --init fast` against `--init content` (the default), as README's table reports them:
-# for each photo + painting pair, both starts run the same 500 L-BFGS iterations at 512 px with a
-# loss log, side by side (one thread each, at the same time, so a noisy machine slows both
-# alike). Then, per pair: the loss 500 iterations from the photo reach, the time each start needs
-# to reach it (from the process's start, so the fast start pays for loading the instant models
-# and stylising) and each one's loss at 60 s.
+# Starting the optimiser from the instant stylisation ("fast": `impasto stylize` at the run's
+# size, then `transfer --init` that file; what `transfer --init fast` did before it was removed
+# for losing this comparison) against starting from the photo (the default), as README's table
+# reports them: for each photo + painting pair, both starts run the same 500 L-BFGS iterations at
+# 512 px with a loss log, side by side (one thread each, at the same time, so a noisy machine
+# slows both alike). Then, per pair: the loss 500 iterations from the photo reach, the time each
+# start needs to reach it (from the start of its first process, so the fast start pays for
+# loading the instant models and stylising) and each one's loss at 60 s.
 #
 # usage: bench/init_fast.sh [OUT_DIR]   (IMPASTO: the binary, default target/release/impasto;
 #        SHARED: the shared images, default ../shared/images; THREADS per run, default 1)
@@ -17,13 +19,18 @@ out=${1:-init-fast}
 mkdir -p "$out"
 lscpu | grep -m1 'Model name' || true
 pairs=("tubingen starry_night" "golden_gate the_scream")
-run() { # photo painting start
+run() { # photo painting start(content|fast)
     local name="$out/$1-$2-$3"
-    rm -f "$name.csv" "$name.png"
-    local t0 t1
+    rm -f "$name.csv" "$name.png" "$name-instant.png"
+    local t0 t1 init=content
     t0=$(date +%s.%N)
+    if [ "$3" = fast ]; then
+        "$impasto" stylize --content "$images/$1.jpg" --style "$images/$2.jpg" --size 512 \
+            --threads "$threads" --output "$name-instant.png" >/dev/null
+        init="$name-instant.png"
+    fi
     "$impasto" transfer --content "$images/$1.jpg" --style "$images/$2.jpg" \
-        --size 512 --iterations 500 --init "$3" --threads "$threads" --quiet \
+        --size 512 --iterations 500 --init "$init" --threads "$threads" --quiet \
         --loss-log "$name.csv" --output "$name.png"
     t1=$(date +%s.%N)
     # The loss log's clock starts at the first evaluation; what came before it (loading,

@@ -485,10 +485,10 @@ fn parse_init(s: &str) -> Result<InitArg, String> {
         // than read as a file named "fast".
         "fast" => {
             return Err(
-                "`fast` is no longer a start: measured, starting from the instant \
-                 stylisation reaches a worse loss than starting from the photo, at every time \
-                 (README, Instant stylisation). For the instant picture itself, use \
-                 `impasto stylize`; to start from it anyway, pass its file"
+                "`fast` is no longer a start: measured, the optimiser started from the instant \
+                 stylisation falls behind the one started from the photo within a minute and \
+                 never catches up (README, Instant stylisation). For the instant picture itself, \
+                 use `impasto stylize`; to start from it anyway, pass its file"
                     .into(),
             )
         }

@@ -54,7 +54,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     let models = stylize::load_models()?;
     let load = t.elapsed();
     println!(
-        "impasto bench --instant: transform on impasto's own kernels, predictor and presets on \
+        "impasto bench --instant: predictor and transform on impasto's own runner, presets on \
          tract-onnx; {} threads, best of {repeats} after a warm-up",
         rayon::current_num_threads()
     );
