@@ -680,6 +680,36 @@ mod tests {
         );
     }
 
+    /// The tract < 0.23.8 bug, for this runner: `tests/fixtures/instant/per_channel_qdq.onnx`
+    /// quantises an activation with per-channel scales 0.001…1 and dequantises a convolution's
+    /// int8 weights with per-output-channel scales 1…0.001; reading one scale for all channels
+    /// is off by up to 1000× (onnxruntime's output is in `golden.safetensors`).
+    #[test]
+    fn per_channel_scales_are_all_read() {
+        let dir =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/instant");
+        let graph = NativeGraph::load(&dir.join("per_channel_qdq.onnx")).unwrap();
+        let bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let f32s = |name: &str| -> Vec<f32> {
+            st.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let (x, want) = (f32s("per_channel_x"), f32s("per_channel_y"));
+        let (shape, got) = graph.run(&[(vec![1, 4, 2, 2], &x)]).unwrap();
+        assert_eq!(shape, [1, 4, 2, 2]);
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{got:?} vs {want:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_graph_with_unsupported_operators_is_refused_with_a_message() {
         // The 26-style network computes shapes at run time (ConstantOfShape, Slice, Concat…).
