@@ -108,18 +108,18 @@ impl Graph {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// `tests/fixtures/instant/per_channel_qdq.onnx` (from `tools/instant_fixtures.py`): a
     /// QuantizeLinear/DequantizeLinear pair with per-channel scales 0.001…1 and a convolution whose
     /// int8 weights are dequantised with per-output-channel scales 1…0.001. Tract before 0.23.8
-    /// used the first scale for every channel, which is off here by up to 1000×.
-    #[test]
-    fn per_channel_scales_are_all_read() {
+    /// used the first scale for every channel, which is off here by up to 1000×. `run` runs the
+    /// file on its input (`[1, 4, 2, 2]`); its output must be onnxruntime's (in
+    /// `golden.safetensors`). Shared by every runner's test.
+    pub(crate) fn check_per_channel_fixture(run: impl Fn(&Path, &[f32]) -> (Vec<usize>, Vec<f32>)) {
         let dir =
             std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/instant");
-        let graph = Graph::load(&dir.join("per_channel_qdq.onnx")).unwrap();
         let st_bytes = std::fs::read(dir.join("golden.safetensors")).unwrap();
         let st = safetensors::SafeTensors::deserialize(&st_bytes).unwrap();
         let f32s = |name: &str| -> Vec<f32> {
@@ -131,7 +131,7 @@ mod tests {
                 .collect()
         };
         let (x, want) = (f32s("per_channel_x"), f32s("per_channel_y"));
-        let (shape, got) = graph.run(&[(vec![1, 4, 2, 2], &x)]).unwrap();
+        let (shape, got) = run(&dir.join("per_channel_qdq.onnx"), &x);
         assert_eq!(shape, [1, 4, 2, 2]);
         for (g, w) in got.iter().zip(&want) {
             assert!(
@@ -139,5 +139,15 @@ mod tests {
                 "{got:?} vs {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn per_channel_scales_are_all_read() {
+        check_per_channel_fixture(|path, x| {
+            Graph::load(path)
+                .unwrap()
+                .run(&[(vec![1, 4, 2, 2], x)])
+                .unwrap()
+        });
     }
 }
