@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The GPU backend's speed on a real GPU, in one run, next to PyTorch with cuDNN on the same GPU:
 #   1. builds impasto in release;
-#   2. `impasto bench --device gpu` at 512 and 1024 px (s/iteration, GFLOP/s, GPU memory),
-#      with f32 and with f16 feature maps (--gpu-storage);
+#   2. `impasto bench --device gpu` at 512 and 1024 px (s/iteration, GFLOP/s, GPU memory);
 #   3. a 500-iteration L-BFGS transfer at 512 px on the GPU, timed end to end, and the same on
 #      the CPU for 20 iterations (its per-iteration time, for scale);
 #   4. the seed's PyTorch loop (bench/pytorch_baseline.py) on CUDA at 512 and 1024, and its
@@ -30,11 +29,9 @@ echo "== build (release)"
 (cd "$root" && cargo build --release -p impasto-cli) || exit 1
 impasto="$root/target/release/impasto"
 
-echo "== impasto bench --device gpu (f32 feature maps, then f16)"
+echo "== impasto bench --device gpu"
 for size in 512 1024; do
-    for storage in f32 f16; do
-        "$impasto" bench --device gpu --gpu-storage "$storage" --size "$size" --iterations 10
-    done
+    "$impasto" bench --device gpu --size "$size" --iterations 10
 done
 
 echo "== samples and weights"

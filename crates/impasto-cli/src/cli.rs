@@ -368,10 +368,6 @@ pub struct RunArgs {
     /// hardware GPU adapter if there is one, else the CPU; the choice is printed).
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// How the GPU stores feature maps: f32, or f16 (half the memory and traffic, arithmetic
-    /// still f32; needs the adapter's shader-f16). The CPU always runs f32.
-    #[arg(long, value_enum, default_value_t = GpuStorageArg::F32)]
-    pub gpu_storage: GpuStorageArg,
     /// Run the image in tiles of about PX a side (plus a halo each side), which needs less
     /// memory and gives the same result, with each iteration about twice as slow. auto (the
     /// default) tiles only when the whole image does not fit in the available memory.
@@ -582,15 +578,6 @@ pub enum DeviceArg {
     Auto,
 }
 
-/// `--gpu-storage`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum GpuStorageArg {
-    /// 32-bit feature maps.
-    F32,
-    /// 16-bit feature maps, f32 arithmetic.
-    F16,
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AlgorithmArg {
     /// Winograd F(4×4) on every layer but the first (the default).
@@ -627,10 +614,6 @@ pub struct BenchArgs {
     /// the CPU).
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// How the GPU stores feature maps: f32, or f16 (half the memory and traffic, arithmetic
-    /// still f32; needs the adapter's shader-f16). The CPU always runs f32.
-    #[arg(long, value_enum, default_value_t = GpuStorageArg::F32)]
-    pub gpu_storage: GpuStorageArg,
     /// Weights file; default: the installed weights for the model, else random ones (timing does
     /// not depend on the values).
     #[arg(long)]

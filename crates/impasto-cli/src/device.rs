@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use impasto::backend::{Backend, CpuBackend};
 
-use crate::cli::{DeviceArg, GpuStorageArg};
+use crate::cli::DeviceArg;
 
 /// The backend a command runs on, and the choice in words for the user.
 #[derive(Clone, Debug)]
@@ -21,37 +21,21 @@ pub struct Device {
     pub description: String,
 }
 
-/// Resolves `--device` and `--gpu-storage` against the GPU backends this build can offer.
-pub fn resolve(arg: DeviceArg, storage: GpuStorageArg) -> anyhow::Result<Device> {
-    if arg == DeviceArg::Cpu && storage == GpuStorageArg::F16 {
-        anyhow::bail!(
-            "--gpu-storage f16 is for the GPU; the CPU engine runs f32 (drop the flag or use \
-             --device gpu)"
-        );
-    }
-    let mut device = choose(arg, || gpu_backends(storage))?;
-    if storage == GpuStorageArg::F16 && device.backend.info().name == "cpu" {
-        device
-            .description
-            .push_str(" (--gpu-storage f16 does not apply: the CPU runs f32)");
-    }
-    Ok(device)
+/// Resolves `--device` against the GPU backends this build can offer.
+pub fn resolve(arg: DeviceArg) -> anyhow::Result<Device> {
+    choose(arg, gpu_backends)
 }
 
-/// The GPU backends of this machine, hardware first, storing feature maps as `storage`; `Err`
-/// says why there are none.
+/// The GPU backends of this machine, hardware first; `Err` says why there are none.
 #[cfg(feature = "gpu")]
-fn gpu_backends(storage: GpuStorageArg) -> Result<Vec<Arc<dyn Backend>>, String> {
+fn gpu_backends() -> Result<Vec<Arc<dyn Backend>>, String> {
     // The wgpu backend (crates/impasto-gpu): the best adapter, hardware first.
-    impasto_gpu::GpuBackend::available(match storage {
-        GpuStorageArg::F32 => impasto_gpu::Storage::F32,
-        GpuStorageArg::F16 => impasto_gpu::Storage::F16,
-    })
+    impasto_gpu::GpuBackend::available()
 }
 
 /// The GPU backends of this machine: none in a build without the `gpu` feature.
 #[cfg(not(feature = "gpu"))]
-fn gpu_backends(_: GpuStorageArg) -> Result<Vec<Arc<dyn Backend>>, String> {
+fn gpu_backends() -> Result<Vec<Arc<dyn Backend>>, String> {
     Err("this impasto was built without GPU support (cargo feature `gpu` of impasto-cli)".into())
 }
 
@@ -178,16 +162,6 @@ mod tests {
             "{}",
             d.description
         );
-    }
-
-    #[test]
-    fn f16_storage_on_the_cpu_is_refused_with_a_reason() {
-        let err = resolve(DeviceArg::Cpu, GpuStorageArg::F16)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("--gpu-storage f16 is for the GPU"), "{err}");
-        let d = resolve(DeviceArg::Cpu, GpuStorageArg::F32).unwrap();
-        assert_eq!(d.backend.info().name, "cpu");
     }
 
     #[test]

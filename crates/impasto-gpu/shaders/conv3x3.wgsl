@@ -4,9 +4,6 @@
 // kernel and the channel counts swapped (B = [9·cout][cin]); the epilogue adds the bias and
 // applies the ReLU (forward), or adds to what is there and zeroes where the ReLU let nothing
 // through (backward, the mask being the activation that the gradient belongs to).
-//
-// Storage: the prelude sets in_t and out_t (the feature maps' type forward, f32 backward) and
-// act_t (the maps'); loads convert to f32, the one store converts back.
 
 struct Params {
     h: u32,
@@ -25,11 +22,11 @@ const ACCUMULATE: u32 = 4u;
 const MASK: u32 = 8u;
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<in_t>;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> kernel: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read> mask_act: array<act_t>;
-@group(0) @binding(5) var<storage, read_write> out: array<out_t>;
+@group(0) @binding(4) var<storage, read> mask_act: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out: array<f32>;
 
 const A_K_FASTEST: bool = true;
 
@@ -51,7 +48,7 @@ fn load_a(m: u32, k: u32) -> f32 {
     if (y < 0 || x < 0 || y >= i32(p.h) || x >= i32(p.w)) {
         return 0.0;
     }
-    return f32(input[(u32(y) * p.w + u32(x)) * p.cin + ci]);
+    return input[(u32(y) * p.w + u32(x)) * p.cin + ci];
 }
 
 fn load_b(k: u32, n: u32) -> f32 {
@@ -68,10 +65,10 @@ fn store(m: u32, n: u32, value: f32) {
     }
     let i = m * p.cout + n;
     if ((p.flags & ACCUMULATE) != 0u) {
-        v += f32(out[i]);
+        v += out[i];
     }
-    if ((p.flags & MASK) != 0u && !(f32(mask_act[i]) > 0.0)) {
+    if ((p.flags & MASK) != 0u && !(mask_act[i] > 0.0)) {
         v = 0.0;
     }
-    out[i] = out_t(v);
+    out[i] = v;
 }

@@ -16,8 +16,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> src: array<src_t>;
-@group(0) @binding(2) var<storage, read_write> dst: array<dst_t>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -27,9 +27,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let c = i % 3u;
         let base = i - c;
         if (p.backward != 0u) {
-            dst[base + src_of[c]] = dst_t(f32(src[i]) * p.scale[c]);
+            dst[base + src_of[c]] = src[i] * p.scale[c];
         } else {
-            dst[i] = dst_t(f32(src[base + src_of[c]]) * p.scale[c] + p.offset[c]);
+            dst[i] = src[base + src_of[c]] * p.scale[c] + p.offset[c];
         }
     }
 }

@@ -14,7 +14,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> features: array<act_t>;
+@group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read> weight: array<f32>;
 @group(0) @binding(3) var<storage, read_write> partial: array<f32>;
 
@@ -41,11 +41,11 @@ fn pixel_weight(px: u32) -> f32 {
 }
 
 fn load_a(m: u32, k: u32) -> f32 {
-    return f32(features[k * p.c + m]) * pixel_weight(k);
+    return features[k * p.c + m] * pixel_weight(k);
 }
 
 fn load_b(k: u32, n: u32) -> f32 {
-    return f32(features[k * p.c + n]) * pixel_weight(k);
+    return features[k * p.c + n] * pixel_weight(k);
 }
 
 fn store(m: u32, n: u32, value: f32) {

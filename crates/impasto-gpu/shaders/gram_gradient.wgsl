@@ -14,7 +14,7 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> features: array<act_t>;
+@group(0) @binding(1) var<storage, read> features: array<f32>;
 @group(0) @binding(2) var<storage, read> d: array<f32>;
 @group(0) @binding(3) var<storage, read> weight: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad: array<f32>;
@@ -32,7 +32,7 @@ fn k_range(z: u32) -> vec2<u32> {
 }
 
 fn load_a(m: u32, k: u32) -> f32 {
-    return f32(features[m * p.c + k]);
+    return features[m * p.c + k];
 }
 
 fn load_b(k: u32, n: u32) -> f32 {

@@ -13,13 +13,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> act: array<act_t>;
+@group(0) @binding(1) var<storage, read> act: array<f32>;
 @group(0) @binding(2) var<storage, read_write> grad: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var i = gid.x; i < p.n; i += nwg.x * 256u) {
-        if (!(f32(act[i]) > 0.0)) {
+        if (!(act[i] > 0.0)) {
             grad[i] = 0.0;
         }
     }

@@ -15,19 +15,14 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act_t>;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
 @group(0) @binding(2) var<storage, read> grad_out: array<f32>;
-@group(0) @binding(3) var<storage, read> mask_act: array<act_t>;
+@group(0) @binding(3) var<storage, read> mask_act: array<f32>;
 @group(0) @binding(4) var<storage, read_write> grad_in: array<f32>;
 
 fn argmax4(top: u32) -> u32 {
     let bottom = top + p.w * p.c;
-    let v = array<f32, 4>(
-        f32(input[top]),
-        f32(input[top + p.c]),
-        f32(input[bottom]),
-        f32(input[bottom + p.c]),
-    );
+    let v = array<f32, 4>(input[top], input[top + p.c], input[bottom], input[bottom + p.c]);
     var best = 0u;
     for (var i = 1u; i < 4u; i++) {
         if (v[i] > v[best]) {
@@ -64,7 +59,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
                 v += g * 0.25;
             }
         }
-        if (p.masked != 0u && !(f32(mask_act[i]) > 0.0)) {
+        if (p.masked != 0u && !(mask_act[i] > 0.0)) {
             v = 0.0;
         }
         grad_in[i] = v;

@@ -13,8 +13,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act_t>;
-@group(0) @binding(2) var<storage, read_write> out: array<act_t>;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -28,19 +28,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         let ox = px % ow;
         let top = ((2u * oy) * p.w + 2u * ox) * p.c + ch;
         let bottom = top + p.w * p.c;
-        let v0 = f32(input[top]);
-        let v1 = f32(input[top + p.c]);
-        let v2 = f32(input[bottom]);
-        let v3 = f32(input[bottom + p.c]);
+        let v0 = input[top];
+        let v1 = input[top + p.c];
+        let v2 = input[bottom];
+        let v3 = input[bottom + p.c];
         if (p.max_pool != 0u) {
             // The first maximum wins ties, as in PyTorch's CPU kernel and the CPU engine.
             var best = v0;
             if (v1 > best) { best = v1; }
             if (v2 > best) { best = v2; }
             if (v3 > best) { best = v3; }
-            out[i] = act_t(best);
+            out[i] = best;
         } else {
-            out[i] = act_t((v0 + v1 + v2 + v3) * 0.25);
+            out[i] = (v0 + v1 + v2 + v3) * 0.25;
         }
     }
 }

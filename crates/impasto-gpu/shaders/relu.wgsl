@@ -13,13 +13,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> input: array<act_t>;
-@group(0) @binding(2) var<storage, read_write> out: array<act_t>;
+@group(0) @binding(1) var<storage, read> input: array<f32>;
+@group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     for (var i = gid.x; i < p.n; i += nwg.x * 256u) {
-        let v = f32(input[i]);
-        out[i] = act_t(select(0.0, v, v > 0.0));
+        let v = input[i];
+        out[i] = select(0.0, v, v > 0.0);
     }
 }

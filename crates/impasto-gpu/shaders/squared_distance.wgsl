@@ -15,8 +15,8 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<sq_t>;
-@group(0) @binding(2) var<storage, read> b: array<sq_t>;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> sums: array<f32>;
 
 // Each partial is a pair (hi, lo) whose sum carries about twice f32's precision: every square's
@@ -43,9 +43,9 @@ fn main(
     var hi = 0.0;
     var lo = 0.0;
     for (var i = gid.x; i < p.n; i += nwg.x * 256u) {
-        var d = f32(a[i]);
+        var d = a[i];
         if (p.has_b != 0u) {
-            d -= f32(b[i]);
+            d -= b[i];
         }
         let sq = d * d;
         let sq_err = fma(d, d, -sq);

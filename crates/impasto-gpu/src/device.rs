@@ -144,8 +144,7 @@ impl Gpu {
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("impasto"),
-            // f16 storage, where the adapter has it, costs nothing until a pipeline uses it.
-            required_features: features & wgpu::Features::SHADER_F16,
+            required_features: wgpu::Features::empty(),
             required_limits: limits.clone(),
             ..Default::default()
         }))

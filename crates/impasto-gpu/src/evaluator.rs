@@ -105,7 +105,7 @@ impl GpuEvaluator {
                 ));
             }
             let target: Vec<f32> = t.interior().collect();
-            let tb = g.upload_as(&target, k.storage(), "content target");
+            let tb = g.upload(&target, "content target");
             rest.push(k.squared_distance(f, Some(&tb), &sums, sh * sw * c, slots.len()));
             slots.push(Slot::Content {
                 weight: loss.weight(),

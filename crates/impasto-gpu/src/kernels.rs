@@ -10,9 +10,7 @@ use impasto::core::Pooling;
 use impasto::model::InputConvention;
 use wgpu::util::DeviceExt;
 
-use impasto::{Error, ErrorKind, Result};
-
-use crate::{Gpu, GpuBuffer, Storage};
+use crate::{Gpu, GpuBuffer};
 
 /// The shared tiled matrix product, appended to the shaders that use it.
 const GEMM: &str = include_str!("../shaders/gemm.wgsl");
@@ -107,18 +105,11 @@ const RELU: u32 = 2;
 const ACCUMULATE: u32 = 4;
 const MASK: u32 = 8;
 
-/// The compiled pipelines, for one [`Storage`] of the feature maps.
-///
-/// The shaders name the type of each feature-map binding with an alias (`act_t` for the
-/// activations, `in_t`/`out_t`/`sq_t`/`src_t`/`dst_t` where one shader serves buffers of either
-/// kind); each pipeline is the shader behind a prelude that sets them. Gradients, Gram matrices,
-/// kernels and partial sums are f32 whatever the storage: arithmetic is f32 throughout.
+/// The compiled pipelines.
 #[derive(Debug)]
 pub struct Kernels {
     device: wgpu::Device,
-    storage: Storage,
-    conv_forward: wgpu::ComputePipeline,
-    conv_backward: wgpu::ComputePipeline,
+    conv: wgpu::ComputePipeline,
     gram: wgpu::ComputePipeline,
     gram_gradient: wgpu::ComputePipeline,
     style_finish: wgpu::ComputePipeline,
@@ -128,35 +119,17 @@ pub struct Kernels {
     mask: wgpu::ComputePipeline,
     fill: wgpu::ComputePipeline,
     content_gradient: wgpu::ComputePipeline,
-    /// Over feature maps (the content loss) and over f32 (the style loss's Gram differences).
-    squared_distance_maps: wgpu::ComputePipeline,
-    squared_distance_f32: wgpu::ComputePipeline,
-    convention_forward: wgpu::ComputePipeline,
-    convention_backward: wgpu::ComputePipeline,
-    /// Bound where a shader's optional input is off (no bias, no mask, no pixel weights), one
-    /// per storage.
+    squared_distance: wgpu::ComputePipeline,
+    convention: wgpu::ComputePipeline,
+    /// Bound where a shader's optional input is off (no bias, no mask, no pixel weights).
     dummy: GpuBuffer,
-    dummy_map: GpuBuffer,
     max_groups: u32,
 }
 
-/// Compiles `source` behind a prelude declaring each `(alias, storage)`.
-fn pipeline(
-    device: &wgpu::Device,
-    name: &str,
-    source: &str,
-    aliases: &[(&str, Storage)],
-) -> wgpu::ComputePipeline {
-    let mut prelude = String::new();
-    if aliases.iter().any(|&(_, s)| s == Storage::F16) {
-        prelude.push_str("enable f16;\n");
-    }
-    for (alias, storage) in aliases {
-        prelude.push_str(&format!("alias {alias} = {};\n", storage.wgsl()));
-    }
+fn pipeline(device: &wgpu::Device, name: &str, source: &str) -> wgpu::ComputePipeline {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(name),
-        source: wgpu::ShaderSource::Wgsl(format!("{prelude}{source}").into()),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
     });
     device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(name),
@@ -194,149 +167,54 @@ impl Params {
 }
 
 impl Kernels {
-    /// Compiles every shader for `gpu`, with f32 feature maps.
+    /// Compiles every shader for `gpu`.
     pub fn new(gpu: &Gpu) -> Self {
-        Self::with_storage(gpu, Storage::F32).expect("f32 storage needs no device feature")
-    }
-
-    /// Compiles every shader for `gpu`, with feature maps stored as `storage`. f16 needs the
-    /// adapter's `shader-f16`; without it this is a clear error.
-    pub fn with_storage(gpu: &Gpu, storage: Storage) -> Result<Self> {
-        if storage == Storage::F16 && !gpu.report().shader_f16 {
-            return Err(Error::new(
-                ErrorKind::Parameter,
-                format!(
-                    "f16 storage needs the GPU's shader-f16 feature, which {} does not offer; \
-                     use --gpu-storage f32",
-                    gpu.report().name
-                ),
-            ));
-        }
         let d = &gpu.device;
-        let (m, f) = (storage, Storage::F32);
-        let conv = with_gemm(include_str!("../shaders/conv3x3.wgsl"));
-        let squared_distance = include_str!("../shaders/squared_distance.wgsl");
-        let convention = include_str!("../shaders/convention.wgsl");
-        Ok(Kernels {
+        Kernels {
             device: d.clone(),
-            storage,
-            // Forward: maps in, maps out; backward: gradients (f32) in and out, the map that
-            // masks them read as stored.
-            conv_forward: pipeline(
+            conv: pipeline(
                 d,
-                "conv3x3 forward",
-                &conv,
-                &[("act_t", m), ("in_t", m), ("out_t", m)],
+                "conv3x3",
+                &with_gemm(include_str!("../shaders/conv3x3.wgsl")),
             ),
-            conv_backward: pipeline(
-                d,
-                "conv3x3 backward",
-                &conv,
-                &[("act_t", m), ("in_t", f), ("out_t", f)],
-            ),
-            gram: pipeline(
-                d,
-                "gram",
-                &with_gemm(include_str!("../shaders/gram.wgsl")),
-                &[("act_t", m)],
-            ),
+            gram: pipeline(d, "gram", &with_gemm(include_str!("../shaders/gram.wgsl"))),
             gram_gradient: pipeline(
                 d,
                 "gram_gradient",
                 &with_gemm(include_str!("../shaders/gram_gradient.wgsl")),
-                &[("act_t", m)],
             ),
             style_finish: pipeline(
                 d,
                 "style_finish",
                 include_str!("../shaders/style_finish.wgsl"),
-                &[],
             ),
             pool_forward: pipeline(
                 d,
                 "pool_forward",
                 include_str!("../shaders/pool_forward.wgsl"),
-                &[("act_t", m)],
             ),
             pool_backward: pipeline(
                 d,
                 "pool_backward",
                 include_str!("../shaders/pool_backward.wgsl"),
-                &[("act_t", m)],
             ),
-            relu: pipeline(
-                d,
-                "relu",
-                include_str!("../shaders/relu.wgsl"),
-                &[("act_t", m)],
-            ),
-            mask: pipeline(
-                d,
-                "mask",
-                include_str!("../shaders/mask.wgsl"),
-                &[("act_t", m)],
-            ),
-            fill: pipeline(d, "fill", include_str!("../shaders/fill.wgsl"), &[]),
+            relu: pipeline(d, "relu", include_str!("../shaders/relu.wgsl")),
+            mask: pipeline(d, "mask", include_str!("../shaders/mask.wgsl")),
+            fill: pipeline(d, "fill", include_str!("../shaders/fill.wgsl")),
             content_gradient: pipeline(
                 d,
                 "content_gradient",
                 include_str!("../shaders/content_gradient.wgsl"),
-                &[("act_t", m)],
             ),
-            squared_distance_maps: pipeline(
+            squared_distance: pipeline(
                 d,
-                "squared_distance over maps",
-                squared_distance,
-                &[("sq_t", m)],
+                "squared_distance",
+                include_str!("../shaders/squared_distance.wgsl"),
             ),
-            squared_distance_f32: pipeline(
-                d,
-                "squared_distance over f32",
-                squared_distance,
-                &[("sq_t", f)],
-            ),
-            convention_forward: pipeline(
-                d,
-                "convention forward",
-                convention,
-                &[("src_t", f), ("dst_t", m)],
-            ),
-            convention_backward: pipeline(
-                d,
-                "convention backward",
-                convention,
-                &[("src_t", f), ("dst_t", f)],
-            ),
+            convention: pipeline(d, "convention", include_str!("../shaders/convention.wgsl")),
             dummy: gpu.zeros(4, "unused input"),
-            dummy_map: gpu.zeros_as(4, storage, "unused map"),
             max_groups: gpu.limits().max_compute_workgroups_per_dimension,
-        })
-    }
-
-    /// How the feature maps these kernels read and write are stored.
-    pub fn storage(&self) -> Storage {
-        self.storage
-    }
-
-    /// Fails unless `buffer` is stored as `storage` (a buffer of the other kind would bind,
-    /// and be read as garbage).
-    fn expect(&self, buffer: &GpuBuffer, storage: Storage, what: &str) {
-        assert_eq!(
-            buffer.storage(),
-            storage,
-            "{what}: a buffer of {} where the kernel reads {storage}",
-            buffer.storage()
-        );
-    }
-
-    /// [`Kernels::expect`] for a feature map.
-    fn expect_map(&self, buffer: &GpuBuffer, what: &str) {
-        self.expect(buffer, self.storage, what);
-    }
-
-    /// [`Kernels::expect`] for an f32 buffer.
-    fn expect_f32(&self, buffer: &GpuBuffer, what: &str) {
-        self.expect(buffer, Storage::F32, what);
+        }
     }
 
     fn dispatch(
@@ -400,14 +278,12 @@ impl Kernels {
         relu: bool,
     ) -> Dispatch {
         assert!(input.len() >= h * w * conv.cin && out.len() >= h * w * conv.cout);
-        self.expect_map(input, "conv forward input");
-        self.expect_map(out, "conv forward output");
         let flags = BIAS | if relu { RELU } else { 0 };
         let p = Params::new(&[h as u32, w as u32, conv.cin as u32, conv.cout as u32, flags]);
         self.dispatch(
-            &self.conv_forward,
+            &self.conv,
             p,
-            &[input, &conv.forward, &conv.bias, &self.dummy_map, out],
+            &[input, &conv.forward, &conv.bias, &self.dummy, out],
             self.gemm_groups(h * w, conv.cout, 1),
         )
     }
@@ -425,21 +301,16 @@ impl Kernels {
         mask: Option<&GpuBuffer>,
     ) -> Dispatch {
         assert!(grad_out.len() >= h * w * conv.cout && grad_in.len() >= h * w * conv.cin);
-        self.expect_f32(grad_out, "conv backward input");
-        self.expect_f32(grad_in, "conv backward output");
-        if let Some(m) = mask {
-            self.expect_map(m, "conv backward mask");
-        }
         let flags = if accumulate { ACCUMULATE } else { 0 } | if mask.is_some() { MASK } else { 0 };
         let p = Params::new(&[h as u32, w as u32, conv.cout as u32, conv.cin as u32, flags]);
         self.dispatch(
-            &self.conv_backward,
+            &self.conv,
             p,
             &[
                 grad_out,
                 &conv.backward,
                 &self.dummy,
-                mask.unwrap_or(&self.dummy_map),
+                mask.unwrap_or(&self.dummy),
                 grad_in,
             ],
             self.gemm_groups(h * w, conv.cin, 1),
@@ -454,8 +325,6 @@ impl Kernels {
         out: &GpuBuffer,
         (h, w, c): (usize, usize, usize),
     ) -> Dispatch {
-        self.expect_map(input, "pooling input");
-        self.expect_map(out, "pooling output");
         let p = Params::new(&[h as u32, w as u32, c as u32, (kind == Pooling::Max) as u32]);
         self.dispatch(
             &self.pool_forward,
@@ -479,12 +348,6 @@ impl Kernels {
         accumulate: bool,
         mask: Option<&GpuBuffer>,
     ) -> Dispatch {
-        self.expect_map(input, "pooling backward's forward input");
-        self.expect_f32(grad_out, "pooling backward input");
-        self.expect_f32(grad_in, "pooling backward output");
-        if let Some(m) = mask {
-            self.expect_map(m, "pooling backward mask");
-        }
         let p = Params::new(&[
             h as u32,
             w as u32,
@@ -496,7 +359,7 @@ impl Kernels {
         self.dispatch(
             &self.pool_backward,
             p,
-            &[input, grad_out, mask.unwrap_or(&self.dummy_map), grad_in],
+            &[input, grad_out, mask.unwrap_or(&self.dummy), grad_in],
             groups_for(h * w * c, self.max_groups),
         )
     }
@@ -517,8 +380,6 @@ impl Kernels {
         partial: &GpuBuffer,
         (pixels, c): (usize, usize),
     ) -> Dispatch {
-        self.expect_map(features, "Gram features");
-        self.expect_f32(partial, "Gram partials");
         let (chunk, _) = gram_chunks(pixels, c);
         let splits = Self::gram_splits(pixels, c);
         assert!(partial.len() >= splits * c * c, "Gram partials buffer");
@@ -564,8 +425,6 @@ impl Kernels {
         (pixels, c): (usize, usize),
         scale: f32,
     ) -> Dispatch {
-        self.expect_map(features, "Gram gradient features");
-        self.expect_f32(grad, "Gram gradient output");
         let p =
             Params::new(&[pixels as u32, c as u32, 0, weight.is_some() as u32]).set_f32(2, scale);
         self.dispatch(
@@ -578,23 +437,18 @@ impl Kernels {
 
     /// `out = max(input, 0)` over `n` values.
     pub fn relu(&self, input: &GpuBuffer, out: &GpuBuffer, n: usize) -> Dispatch {
-        self.expect_map(input, "ReLU input");
-        self.expect_map(out, "ReLU output");
         let groups = groups_for(n, self.max_groups);
         self.dispatch(&self.relu, Params::new(&[n as u32]), &[input, out], groups)
     }
 
     /// `grad = act > 0 ? grad : 0` over `n` values.
     pub fn mask(&self, act: &GpuBuffer, grad: &GpuBuffer, n: usize) -> Dispatch {
-        self.expect_map(act, "mask activation");
-        self.expect_f32(grad, "masked gradient");
         let groups = groups_for(n, self.max_groups);
         self.dispatch(&self.mask, Params::new(&[n as u32]), &[act, grad], groups)
     }
 
     /// Zeroes the first `n` values of `out`.
     pub fn fill_zero(&self, out: &GpuBuffer, n: usize) -> Dispatch {
-        self.expect_f32(out, "zeroed gradient");
         let groups = groups_for(n, self.max_groups);
         self.dispatch(&self.fill, Params::new(&[n as u32]), &[out], groups)
     }
@@ -608,16 +462,13 @@ impl Kernels {
         n: usize,
         scale: f32,
     ) -> Dispatch {
-        self.expect_map(f, "content features");
-        self.expect_map(target, "content target");
-        self.expect_f32(grad, "content gradient");
         let p = Params::new(&[n as u32]).set_f32(1, scale);
         let groups = groups_for(n, self.max_groups);
         self.dispatch(&self.content_gradient, p, &[f, target, grad], groups)
     }
 
-    /// `Σ (a − b)²` over `n` values (`b` optional, stored as `a` is: feature maps, or f32) as
-    /// [`PARTIALS_PER_SLOT`] partial sums at `sums[slot · PARTIALS_PER_SLOT ..]`.
+    /// `Σ (a − b)²` over `n` values (`b` optional) as [`PARTIALS_PER_SLOT`] partial sums at
+    /// `sums[slot · PARTIALS_PER_SLOT ..]`.
     pub fn squared_distance(
         &self,
         a: &GpuBuffer,
@@ -630,28 +481,17 @@ impl Kernels {
             sums.len() >= (slot + 1) * PARTIALS_PER_SLOT,
             "partial sums buffer"
         );
-        self.expect_f32(sums, "partial sums");
-        let (pipeline, dummy) = if a.storage() == Storage::F32 {
-            (&self.squared_distance_f32, &self.dummy)
-        } else {
-            self.expect_map(a, "squared distance");
-            (&self.squared_distance_maps, &self.dummy_map)
-        };
-        if let Some(b) = b {
-            self.expect(b, a.storage(), "squared distance's second operand");
-        }
         let p = Params::new(&[n as u32, slot as u32, b.is_some() as u32]);
         self.dispatch(
-            pipeline,
+            &self.squared_distance,
             p,
-            &[a, b.unwrap_or(dummy), sums],
+            &[a, b.unwrap_or(&self.dummy), sums],
             [REDUCTION_GROUPS, 1, 1],
         )
     }
 
-    /// The input convention on `pixels` RGB pixels: `rgb → network input` (forward: f32 to a
-    /// feature map), or the chain rule `grad_input → grad_rgb` (backward, f32, overwriting
-    /// `dst`).
+    /// The input convention on `pixels` RGB pixels: `rgb → network input` (forward), or the
+    /// chain rule `grad_input → grad_rgb` (backward, overwriting `dst`).
     pub fn convention(
         &self,
         convention: InputConvention,
@@ -660,12 +500,6 @@ impl Kernels {
         pixels: usize,
         backward: bool,
     ) -> Dispatch {
-        self.expect_f32(src, "convention source");
-        if backward {
-            self.expect_f32(dst, "image gradient");
-        } else {
-            self.expect_map(dst, "network input");
-        }
         let affine = convention.channel_affine();
         let mut p = Params::new(&[
             pixels as u32,
@@ -677,13 +511,8 @@ impl Kernels {
         for (c, &(_, scale, offset)) in affine.iter().enumerate() {
             p = p.set_f32(8 + c, scale).set_f32(12 + c, offset);
         }
-        let pipeline = if backward {
-            &self.convention_backward
-        } else {
-            &self.convention_forward
-        };
         self.dispatch(
-            pipeline,
+            &self.convention,
             p,
             &[src, dst],
             groups_for(pixels * 3, self.max_groups),

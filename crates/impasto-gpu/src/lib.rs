@@ -3,8 +3,8 @@
 //! Vulkan, Metal or DX12 — any vendor's GPU, or Mesa's software Vulkan (lavapipe) for tests.
 //!
 //! The pieces, bottom-up:
-//! - [`Gpu`]: the chosen adapter (hardware first), opened with all its limits, and buffers of
-//!   f32 or f16 values on it ([`GpuBuffer`], [`Storage`]).
+//! - [`Gpu`]: the chosen adapter (hardware first), opened with all its limits, and f32 buffers
+//!   on it ([`GpuBuffer`]).
 //! - [`kernels`]: one shader per operation — the 3×3 convolution forward (tiled implicit GEMM
 //!   in workgroup memory, bias and ReLU fused) and its input gradient (ReLU mask fused),
 //!   average and max pooling both ways, Gram matrices (split-K) and their gradient, the
@@ -12,9 +12,6 @@
 //! - [`GpuBackend`]: the adapter as an [`impasto::backend::Backend`]; its [`GpuNetwork`] holds
 //!   the VGG's kernels for a run and builds evaluators whose activations, targets and gradients
 //!   stay on the device: only the image and its gradient cross each evaluation.
-//!
-//! Feature maps are stored as f32, or as f16 where the adapter has `shader-f16` and the
-//! caller asks for it ([`GpuBackend::open_with`]); arithmetic is f32 either way.
 //!
 //! Tiling is CPU-only for now (refused with a message saying so). Total variation is computed
 //! on the host, where the image and its gradient are anyway.
@@ -28,6 +25,6 @@ pub mod kernels;
 mod network;
 mod plan;
 
-pub use buffer::{GpuBuffer, Storage};
+pub use buffer::GpuBuffer;
 pub use device::{AdapterChoice, AdapterReport, Gpu};
 pub use network::{GpuBackend, GpuNetwork};

@@ -16,7 +16,7 @@ use impasto::{Error, ErrorKind, Result};
 use crate::evaluator::GpuEvaluator;
 use crate::kernels::{Dispatch, GpuConv, Kernels, PARTIALS_PER_SLOT};
 use crate::plan::{shapes, stage_of, Stage};
-use crate::{AdapterChoice, Gpu, GpuBuffer, Storage};
+use crate::{AdapterChoice, Gpu, GpuBuffer};
 
 /// The refusal of a feature the GPU backend does not have yet.
 pub(crate) fn cpu_only(feature: &str) -> Error {
@@ -34,32 +34,21 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// Opens the best adapter `choice` allows and compiles the kernels, with f32 feature maps.
+    /// Opens the best adapter `choice` allows and compiles the kernels.
     pub fn open(choice: AdapterChoice) -> Result<Self> {
-        Self::open_with(choice, Storage::F32)
-    }
-
-    /// Opens the best adapter `choice` allows and compiles the kernels for feature maps stored
-    /// as `storage` (f16 needs the adapter's `shader-f16`: a clear error otherwise).
-    pub fn open_with(choice: AdapterChoice, storage: Storage) -> Result<Self> {
         let gpu = Gpu::open(choice)?;
-        let kernels = Kernels::with_storage(&gpu, storage)?;
+        let kernels = Kernels::new(&gpu);
         Ok(GpuBackend {
             gpu: Arc::new(gpu),
             kernels: Arc::new(kernels),
         })
     }
 
-    /// How this backend stores feature maps.
-    pub fn storage(&self) -> Storage {
-        self.kernels.storage()
-    }
-
     /// The machine's GPU backend as the front ends list them: the best adapter (hardware if
-    /// there is one, else a software one, which [`BackendInfo::is_software`] tells) with feature
-    /// maps stored as `storage`, or why there is none.
-    pub fn available(storage: Storage) -> std::result::Result<Vec<Arc<dyn Backend>>, String> {
-        match Self::open_with(AdapterChoice::Any, storage) {
+    /// there is one, else a software one, which [`BackendInfo::is_software`] tells), or why
+    /// there is none.
+    pub fn available() -> std::result::Result<Vec<Arc<dyn Backend>>, String> {
+        match Self::open(AdapterChoice::Any) {
             Ok(b) => Ok(vec![Arc::new(b) as Arc<dyn Backend>]),
             Err(e) => Err(format!("{e:#}")),
         }
@@ -76,19 +65,15 @@ impl GpuBackend {
     }
 }
 
-fn info_of(gpu: &Gpu, storage: Storage) -> BackendInfo {
+fn info_of(gpu: &Gpu) -> BackendInfo {
     let r = gpu.report();
     BackendInfo {
         name: "gpu".into(),
         description: format!(
-            "{} ({}{}{})",
+            "{} ({}{})",
             r.name,
             r.backend,
-            if r.software { ", software" } else { "" },
-            match storage {
-                Storage::F32 => "",
-                Storage::F16 => ", f16 feature maps",
-            }
+            if r.software { ", software" } else { "" }
         ),
         is_software: r.software,
         shares_host_memory: r.software || r.device_type == "IntegratedGpu",
@@ -97,7 +82,7 @@ fn info_of(gpu: &Gpu, storage: Storage) -> BackendInfo {
 
 impl Backend for GpuBackend {
     fn info(&self) -> BackendInfo {
-        info_of(&self.gpu, self.storage())
+        info_of(&self.gpu)
     }
 
     fn load(&self, weights: &VggWeights, spec: &NetworkSpec) -> Result<Arc<dyn Network>> {
@@ -205,7 +190,6 @@ impl GpuNetwork {
         let r = self.gpu.report();
         let limit = r.max_storage_binding.min(r.max_buffer);
         for &(stage, (sh, sw, c)) in &plan {
-            // The gradient buffers are f32 and as large as the largest map.
             let bytes = (sh * sw * c * 4) as u64;
             if bytes > limit {
                 return Err(Error::new(
@@ -241,9 +225,8 @@ impl GpuNetwork {
         let (w, h) = size;
         let g = &self.gpu;
         let k = &self.kernels;
-        let maps = k.storage();
         let rgb = g.zeros(h * w * 3, "image");
-        let input = g.zeros_as(h * w * 3, maps, "network input");
+        let input = g.zeros(h * w * 3, "network input");
         let mut dispatches = vec![k.convention(self.convention, &rgb, &input, h * w, false)];
         let mut act: Vec<GpuBuffer> = Vec::with_capacity(plan.len());
         let mut pre: Vec<Option<GpuBuffer>> = Vec::with_capacity(plan.len());
@@ -254,14 +237,14 @@ impl GpuNetwork {
         }
         let (mut ih, mut iw, mut ic) = (h, w, 3);
         for (s, &(stage, (sh, sw, c))) in plan.iter().enumerate() {
-            let out = g.zeros_as(sh * sw * c, maps, &stage_name(stage));
+            let out = g.zeros(sh * sw * c, &stage_name(stage));
             let src = if s == 0 { &input } else { &act[s - 1] };
             let mut kept_pre = None;
             match stage {
                 Stage::Conv { conv, .. } => {
                     let conv = &self.convs[conv];
                     if tapped_pre[s] {
-                        let p = g.zeros_as(sh * sw * c, maps, "pre-ReLU");
+                        let p = g.zeros(sh * sw * c, "pre-ReLU");
                         dispatches.push(k.conv_forward(conv, src, &p, (sh, sw), false));
                         dispatches.push(k.relu(&p, &out, sh * sw * c));
                         kept_pre = Some(p);
@@ -291,18 +274,17 @@ impl GpuNetwork {
     fn forward_bytes(&self, size: (usize, usize), taps: &[Layer]) -> Result<u64> {
         let plan = self.plan(size, taps)?;
         let (w, h) = size;
-        let map = self.kernels.storage().bytes();
-        let mut bytes = (h * w * 3 * (4 + map)) as u64;
+        let mut bytes = 2 * (h * w * 3 * 4) as u64;
         for &t in taps {
             let (s, is_pre) = stage_of(self.architecture, t)?;
             if is_pre {
                 let (sh, sw, c) = plan[s].1;
-                bytes += (sh * sw * c * map) as u64;
+                bytes += (sh * sw * c * 4) as u64;
             }
         }
         bytes += plan
             .iter()
-            .map(|(_, (sh, sw, c))| (sh * sw * c * map) as u64)
+            .map(|(_, (sh, sw, c))| (sh * sw * c * 4) as u64)
             .sum::<u64>();
         Ok(bytes)
     }
@@ -403,7 +385,7 @@ fn check_rgb(rgb: &[f32], (w, h): (usize, usize)) -> Result<()> {
 
 impl Network for GpuNetwork {
     fn info(&self) -> BackendInfo {
-        info_of(&self.gpu, self.kernels.storage())
+        info_of(&self.gpu)
     }
     fn architecture(&self) -> Architecture {
         self.architecture
@@ -442,7 +424,7 @@ impl Network for GpuNetwork {
         for l in problem.content_layers {
             let (s, _) = stage_of(self.architecture, *l)?;
             let (sh, sw, c) = plan[s].1;
-            buffers += (sh * sw * c * self.kernels.storage().bytes()) as u64;
+            buffers += (sh * sw * c * 4) as u64;
         }
         for l in problem.style_layers {
             let c = l.channels() as u64;
@@ -464,7 +446,7 @@ impl Network for GpuNetwork {
         Ok(DeviceMemory {
             needed: self.kernel_bytes() + buffers,
             available: None,
-            shared_with_host: info_of(&self.gpu, self.kernels.storage()).shares_host_memory,
+            shared_with_host: info_of(&self.gpu).shares_host_memory,
         })
     }
 

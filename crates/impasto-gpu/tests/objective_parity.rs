@@ -3,9 +3,7 @@
 //! layers before and after their ReLU, poolings as taps, masked regions with their own styles,
 //! a region pooling leaves empty, total variation, repeated evaluations.
 //!
-//! Every case runs with the feature maps stored as f32 and as f16 (arithmetic f32 in both).
-//! Tolerances: f32, losses 1e-4 relative and the gradient 1e-4 relative in norm (f32 against
-//! f64); f16 storage, see [`F16`].
+//! Tolerance: losses 1e-4 relative, gradient 1e-4 relative in norm (f32 against f64).
 
 mod common;
 
@@ -14,37 +12,13 @@ use impasto::backend::Network;
 use impasto::core::{Conv3x3, FeatureMap, Pooling};
 use impasto::loss::{ContentLoss, LossParts, LossWeights, Objective, SpatialMask, StyleLoss};
 use impasto::model::{Architecture, InputConvention, Layer, Vgg};
-use impasto_gpu::{GpuBackend, GpuNetwork, Storage};
+use impasto_gpu::{GpuBackend, GpuNetwork};
 
-/// Tolerances for f16 feature maps: each stored value is rounded to 11 significant bits
-/// (relative error up to 4.9e-4), layer after layer. Measured on lavapipe: losses within
-/// 9.6e-4, gradients within 4.2e-4 in norm, except with max pooling, where rounding makes
-/// neighbours equal and the first of them takes the gradient (1.9e-2).
-const F16: F16Tolerance = F16Tolerance {
-    loss: 2e-3,
-    gradient: 2e-3,
-    gradient_max_pooling: 5e-2,
-};
-
-struct F16Tolerance {
-    loss: f64,
-    gradient: f64,
-    gradient_max_pooling: f64,
-}
-
-fn backend(storage: Storage) -> &'static GpuBackend {
-    static F32: std::sync::OnceLock<GpuBackend> = std::sync::OnceLock::new();
-    static F16: std::sync::OnceLock<GpuBackend> = std::sync::OnceLock::new();
+fn backend() -> &'static GpuBackend {
+    static B: std::sync::OnceLock<GpuBackend> = std::sync::OnceLock::new();
     // Through the tests' shared device check, so a missing adapter fails with what to install.
     let _ = gpu();
-    let cell = match storage {
-        Storage::F32 => &F32,
-        Storage::F16 => &F16,
-    };
-    cell.get_or_init(|| {
-        GpuBackend::open_with(impasto_gpu::AdapterChoice::Any, storage)
-            .unwrap_or_else(|e| panic!("GPU adapter with {storage} storage: {e:#}"))
-    })
+    B.get_or_init(|| GpuBackend::open(impasto_gpu::AdapterChoice::Any).expect("GPU adapter"))
 }
 
 struct Tiny {
@@ -53,13 +27,7 @@ struct Tiny {
 }
 
 /// A VGG19 with `channels[b]` channels in block b and random He-scaled weights, on both engines.
-fn tiny(
-    pooling: Pooling,
-    channels: [usize; 5],
-    deepest: &str,
-    seed: u64,
-    storage: Storage,
-) -> Tiny {
+fn tiny(pooling: Pooling, channels: [usize; 5], deepest: &str, seed: u64) -> Tiny {
     let arch = Architecture::Vgg19;
     let mut rng = common::Rng::new(seed);
     let mut cin = 3;
@@ -83,7 +51,7 @@ fn tiny(
         .collect();
     let deepest = arch.parse_layer(deepest).unwrap();
     let gpu = GpuNetwork::from_convs(
-        backend(storage),
+        backend(),
         arch,
         InputConvention::CaffeBgr,
         pooling,
@@ -129,13 +97,13 @@ fn soft_mask(h: usize, w: usize, phase: f32) -> SpatialMask {
 }
 
 /// The same objective on both engines; returns (CPU parts, GPU parts, relative gradient error).
-fn run(case: &Case, seed: u64, storage: Storage) -> (LossParts, LossParts, f64) {
+fn run(case: &Case, seed: u64) -> (LossParts, LossParts, f64) {
     let all: Vec<&str> = case.content.iter().chain(case.style).copied().collect();
     let deepest = all
         .iter()
         .max_by_key(|n| Architecture::Vgg19.layer_position(layers(&[n])[0]).unwrap())
         .unwrap();
-    let net = tiny(case.pooling, [4, 6, 8, 8, 5], deepest, seed, storage);
+    let net = tiny(case.pooling, [4, 6, 8, 8, 5], deepest, seed);
     let (h, w) = case.size;
     let mut rng = common::Rng::new(seed + 1);
     let photo: Vec<f64> = image(&mut rng, h, w).iter().map(|&v| v as f64).collect();
@@ -211,49 +179,25 @@ fn run(case: &Case, seed: u64, storage: Storage) -> (LossParts, LossParts, f64) 
     (cpu, first, (num / den).sqrt())
 }
 
-/// The case with f32 and with f16 feature maps, each at its tolerance.
 fn check(case: Case, seed: u64) {
-    let f16_gradient = match case.pooling {
-        Pooling::Avg => F16.gradient,
-        Pooling::Max => F16.gradient_max_pooling,
-    };
-    for (storage, (loss_tol, grad_tol)) in [
-        (Storage::F32, (1e-4, 1e-4)),
-        (Storage::F16, (F16.loss, f16_gradient)),
-    ] {
-        let (cpu, gpu, grad_err) = run(&case, seed, storage);
-        let rel = |a: f64, b: f64| {
-            if b == 0.0 {
-                a.abs()
-            } else {
-                (a - b).abs() / b.abs()
-            }
-        };
-        let worst = [
-            rel(gpu.content, cpu.content),
-            rel(gpu.style, cpu.style),
-            rel(gpu.tv, cpu.tv),
-            rel(gpu.total, cpu.total),
-        ]
-        .into_iter()
-        .fold(0.0, f64::max);
-        eprintln!(
-            "{storage}: CPU {cpu:?}\nGPU {gpu:?}\nworst loss error {worst:.2e}, gradient error \
-             {grad_err:.2e}"
-        );
-        for (what, g, c) in [
-            ("content", gpu.content, cpu.content),
-            ("style", gpu.style, cpu.style),
-            ("tv", gpu.tv, cpu.tv),
-            ("total", gpu.total, cpu.total),
-        ] {
-            assert!(rel(g, c) < loss_tol, "{storage} {what}: GPU {g} vs CPU {c}");
+    let (cpu, gpu, grad_err) = run(&case, seed);
+    eprintln!("CPU {cpu:?}\nGPU {gpu:?}\ngradient error {grad_err:.2e}");
+    let rel = |a: f64, b: f64| {
+        if b == 0.0 {
+            a.abs()
+        } else {
+            (a - b).abs() / b.abs()
         }
-        assert!(
-            grad_err < grad_tol,
-            "{storage} gradient error {grad_err:.2e}"
-        );
+    };
+    for (what, g, c) in [
+        ("content", gpu.content, cpu.content),
+        ("style", gpu.style, cpu.style),
+        ("tv", gpu.tv, cpu.tv),
+        ("total", gpu.total, cpu.total),
+    ] {
+        assert!(rel(g, c) < 1e-4, "{what}: GPU {g} vs CPU {c}");
     }
+    assert!(grad_err < 1e-4, "gradient error {grad_err:.2e}");
 }
 
 #[test]
@@ -343,7 +287,7 @@ fn a_region_that_pooling_empties_has_no_loss_at_the_deep_layers() {
 
 #[test]
 fn tiling_is_refused_with_a_message_naming_it() {
-    let net = tiny(Pooling::Avg, [4, 4, 4, 4, 4], "relu1_1", 6, Storage::F32);
+    let net = tiny(Pooling::Avg, [4, 4, 4, 4, 4], "relu1_1", 6);
     let f: FeatureMap<f32> = FeatureMap::zeros(16, 16, 4);
     let l = layers(&["relu1_1"])[0];
     let objective = Objective::new(

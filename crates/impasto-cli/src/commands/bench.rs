@@ -36,7 +36,7 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
             weights.architecture
         );
     }
-    let device = crate::device::resolve(args.device, args.gpu_storage)?;
+    let device = crate::device::resolve(args.device)?;
     let spec = NetworkSpec {
         pooling,
         algorithm: options::algorithm(args.algorithm),

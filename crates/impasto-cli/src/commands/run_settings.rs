@@ -39,7 +39,7 @@ pub struct RunSettings {
 impl RunSettings {
     /// Resolves the flags; fails for a combination the library refuses (e.g. the schedule's).
     pub fn from_args(run: &RunArgs) -> anyhow::Result<RunSettings> {
-        let device = crate::device::resolve(run.device, run.gpu_storage)?;
+        let device = crate::device::resolve(run.device)?;
         Ok(RunSettings {
             base: TransferSettings {
                 size: run.size as usize,
