@@ -12,11 +12,14 @@
 
 use rayon::prelude::*;
 
+use super::gather::Gather;
 use super::pool::Pool;
 use super::value::{Data, Layout, Value, R};
 
 /// Output pixels computed together: one 8-lane (AVX2) vector per output channel.
 const LANES: usize = 8;
+/// Output pixels a task computes at least (whole rows).
+const TASK_PIXELS: usize = 2048;
 /// Output channels per pass over the input: 8 accumulator vectors plus an input vector and a
 /// broadcast weight fit the 16 AVX2 registers.
 const BLOCK: usize = 8;
@@ -34,6 +37,8 @@ pub(super) struct Conv {
     /// The output channels in blocks of up to [`BLOCK`], none straddling two groups.
     blocks: Vec<Block>,
     bias: Vec<f32>,
+    /// The upsampling, padding and quantisation folded into the copy of the input.
+    gather: Option<Gather>,
 }
 
 /// The input rearranged for the kernel: element (ci, row, phase, x') is input pixel
@@ -135,7 +140,29 @@ impl Conv {
             pads,
             blocks,
             bias,
+            gather: None,
         })
+    }
+
+    /// Input channels.
+    pub fn in_channels(&self) -> usize {
+        self.cin
+    }
+
+    /// Its own zero padding: top, left, bottom, right.
+    pub fn pads(&self) -> [usize; 4] {
+        self.pads
+    }
+
+    /// Whether it reads its input through a [`Gather`].
+    #[cfg(test)]
+    pub fn gathers(&self) -> bool {
+        self.gather.is_some()
+    }
+
+    /// Reads its input through `gather` (see [`super::gather::fuse`]).
+    pub fn set_gather(&mut self, gather: Gather) {
+        self.gather = Some(gather);
     }
 
     pub fn run(&self, x: &Value, pool: &Pool) -> R<Value> {
@@ -145,8 +172,14 @@ impl Conv {
                 self.cin, x.shape
             ));
         }
-        let (h, w) = (x.shape[2], x.shape[3]);
-        let [top, left, bottom, right] = self.pads;
+        let (h, w) = match &self.gather {
+            Some(g) => g.upsampled((x.shape[2], x.shape[3])),
+            None => (x.shape[2], x.shape[3]),
+        };
+        let [top, left, bottom, right] = self
+            .gather
+            .as_ref()
+            .map_or(self.pads, |g| g.pads(self.pads));
         let (hp, wp) = (h + top + bottom, w + left + right);
         if hp < self.kh || wp < self.kw {
             return Err(format!(
@@ -159,32 +192,35 @@ impl Conv {
         let planes = self.planes(x, hp, ow, pool)?;
         let mut out = pool.take(self.cout * oh * ow, 0.0);
         let plane = oh * ow;
-        // Tasks: one output row of one block of channels (its rows lie a plane apart). The
-        // blocks cover the output channels in order.
+        // Tasks: a few output rows (at least TASK_PIXELS pixels, so that the small maps of the
+        // style predictor are not thousands of tiny tasks) of one block of channels (its rows
+        // lie a plane apart). The blocks cover the output channels in order.
+        let rows_per_task = TASK_PIXELS.div_ceil(ow.max(1)).max(1);
         let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
         let mut rest = &mut out[..];
         for (b, block) in self.blocks.iter().enumerate() {
             let n = block.weights.len() / (self.group_in * self.kh * self.kw);
             let (block_out, after) = rest.split_at_mut(n * plane);
             rest = after;
-            let mut per_row: Vec<Vec<&mut [f32]>> =
-                (0..oh).map(|_| Vec::with_capacity(n)).collect();
-            for channel in block_out.chunks_mut(plane) {
-                for (y, row) in channel.chunks_mut(ow).enumerate() {
-                    per_row[y].push(row);
-                }
+            let mut channels: Vec<_> = (block_out.chunks_mut(plane))
+                .map(|c| c.chunks_mut(rows_per_task * ow))
+                .collect();
+            for y0 in (0..oh).step_by(rows_per_task) {
+                let parts = channels.iter_mut().filter_map(Iterator::next).collect();
+                tasks.push((b, y0, parts));
             }
-            tasks.extend(
-                per_row
-                    .into_iter()
-                    .enumerate()
-                    .map(|(y, rows)| (b, y, rows)),
-            );
         }
-        tasks
-            .into_par_iter()
-            .with_min_len(4)
-            .for_each(|(b, oy, mut outs)| self.row(&planes, &self.blocks[b], oy, &mut outs));
+        tasks.into_par_iter().for_each(|(b, y0, mut parts)| {
+            let rows = parts.first().map_or(0, |p| p.len() / ow.max(1));
+            for r in 0..rows {
+                let mut outs: Vec<&mut [f32]> =
+                    parts.iter_mut().map(|p| &mut p[r * ow..][..ow]).collect();
+                self.row(&planes, &self.blocks[b], y0 + r, &mut outs);
+            }
+        });
+        // The planes' buffer (as big as the input, or four times with an upsampling) goes back
+        // to the pool: fresh memory of that size costs a page fault per 4 kB.
+        pool.give(Value::new(vec![planes.data.len()], Data::F32(planes.data)));
         Ok(Value {
             shape: vec![1, self.cout, oh, ow],
             data: Data::F32(out),
@@ -192,8 +228,48 @@ impl Conv {
         })
     }
 
+    /// The phase planes of `x` read through a [`Gather`].
+    fn gathered_planes(
+        &self,
+        x: &Value,
+        g: &Gather,
+        hp: usize,
+        ow: usize,
+        pool: &Pool,
+    ) -> R<Planes> {
+        let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
+        let sx = self.stride.1;
+        let width = ow.div_ceil(LANES) * LANES + (self.kw - 1) / sx + 1;
+        let columns = g.columns((h, w), self.pads, sx, width)?;
+        let src = x.f32s()?;
+        let channels_last = x.layout == Layout::ChannelsLast;
+        let mut data = pool.take(cin * hp * sx * width, 0.0);
+        data.par_chunks_mut(sx * width)
+            .enumerate()
+            .for_each(|(i, phases)| {
+                g.row(
+                    src,
+                    channels_last,
+                    (cin, h, w),
+                    (i / hp, i % hp),
+                    &columns,
+                    self.pads,
+                    phases,
+                )
+            });
+        Ok(Planes {
+            data,
+            rows: hp,
+            phases: sx,
+            width,
+        })
+    }
+
     /// The phase planes of `x` (either storage), with room for the last group of eight.
     fn planes(&self, x: &Value, hp: usize, ow: usize, pool: &Pool) -> R<Planes> {
+        if let Some(g) = &self.gather {
+            return self.gathered_planes(x, g, hp, ow, pool);
+        }
         let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
         let [top, left, ..] = self.pads;
         let sx = self.stride.1;
@@ -300,7 +376,15 @@ impl Conv {
             .collect();
         let rows_of = |ci: usize, row: usize| ((ci * planes.rows + row) * sx) * planes.width;
         let data = planes.data.as_ptr();
-        for x0 in (0..ow).step_by(LANES) {
+        // Few output channels (a depthwise layer's one, the last layer's three): their few
+        // accumulators would make each tap wait for the previous multiply-add and load a
+        // weight per multiply-add, so several groups of eight pixels are summed side by side.
+        let start = match N {
+            1 | 2 => self.wide_avx2::<N, 4>(planes, (w, ci0), oy, outs, bias, &offsets),
+            3 | 4 => self.wide_avx2::<N, 2>(planes, (w, ci0), oy, outs, bias, &offsets),
+            _ => 0,
+        };
+        for x0 in (start..ow).step_by(LANES) {
             // The bias is added after the sum, as tract and onnxruntime do: rounding in the
             // same order keeps int8 results off the other side of quantisation boundaries.
             let mut acc = [_mm256_setzero_ps(); N];
@@ -326,6 +410,60 @@ impl Conv {
                 out[x0..x0 + valid].copy_from_slice(&lanes[..valid]);
             }
         }
+    }
+
+    /// [`Conv::row_avx2`] for `G` groups of eight pixels at once, each summed in the same
+    /// order (the same bits); returns where it stopped (the rest is fewer than `8·G` pixels).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn wide_avx2<const N: usize, const G: usize>(
+        &self,
+        planes: &Planes,
+        (w, ci0): (&[f32], usize),
+        oy: usize,
+        outs: &mut [&mut [f32]],
+        bias: &[f32],
+        offsets: &[usize],
+    ) -> usize {
+        use std::arch::x86_64::*;
+        let (kh, kw, sy, sx) = (self.kh, self.kw, self.stride.0, self.stride.1);
+        let (ow, taps) = (outs[0].len(), kh * kw);
+        let rows_of = |ci: usize, row: usize| ((ci * planes.rows + row) * sx) * planes.width;
+        let data = planes.data.as_ptr();
+        let mut start = 0;
+        while start + G * LANES <= ow {
+            let mut acc = [[_mm256_setzero_ps(); G]; N];
+            for ci in 0..self.group_in {
+                for ky in 0..kh {
+                    // SAFETY: as in row_avx2 (asserted there), for groups ending at or before
+                    // ow.
+                    let line = data.add(rows_of(ci0 + ci, oy * sy + ky) + start);
+                    let mut wk = w.as_ptr().add((ci * taps + ky * kw) * N);
+                    for &off in offsets {
+                        let mut xv = [_mm256_setzero_ps(); G];
+                        for (g, v) in xv.iter_mut().enumerate() {
+                            *v = _mm256_loadu_ps(line.add(off + g * LANES));
+                        }
+                        for (n, a) in acc.iter_mut().enumerate() {
+                            let wv = _mm256_set1_ps(*wk.add(n));
+                            for (a, &x) in a.iter_mut().zip(&xv) {
+                                *a = _mm256_fmadd_ps(wv, x, *a);
+                            }
+                        }
+                        wk = wk.add(N);
+                    }
+                }
+            }
+            for ((out, a), &b) in outs.iter_mut().zip(&acc).zip(bias) {
+                for (g, a) in a.iter().enumerate() {
+                    let o = &mut out[start + g * LANES..start + (g + 1) * LANES];
+                    _mm256_storeu_ps(o.as_mut_ptr(), _mm256_add_ps(*a, _mm256_set1_ps(b)));
+                }
+            }
+            start += G * LANES;
+        }
+        start
     }
 
     /// The kernel in plain Rust, for CPUs without AVX2 (and other architectures).
@@ -421,7 +559,8 @@ mod tests {
     fn grouped_and_depthwise_convolutions_are_one_convolution_per_group() {
         // 6 channels in 3 groups of 2, then depthwise; stride 2 and TF-style asymmetric pads.
         for &(groups, cout) in &[(3usize, 6usize), (6, 6)] {
-            let (cin, h, w, k, pads) = (6, 13, 18, 3, [0, 0, 1, 1]);
+            // 37 output columns: the depthwise kernel's four groups of eight, then a tail.
+            let (cin, h, w, k, pads) = (6, 13, 75, 3, [0, 0, 1, 1]);
             let gin = cin / groups;
             let gout = cout / groups;
             let x: Vec<f32> = (0..cin * h * w)
@@ -464,6 +603,56 @@ mod tests {
                         (a - b).abs() < 1e-4 * (1.0 + b.abs()),
                         "group {g} of {groups}: {a} vs {b}"
                     );
+                }
+            }
+        }
+    }
+
+    /// A convolution reading through a gather (×2 upsampling, a mirror or zero pad, two fake
+    /// quantisations) gives the bits it gives on the ops' explicit result, for input stored
+    /// either way and strides 1 and 2.
+    #[test]
+    fn a_gathered_input_is_the_explicit_upsampling_padding_and_quantisation() {
+        use super::super::gather::{explicit, Gather};
+        use super::super::ops::PadMode;
+        let (cin, cout, h, w) = (3, 5, 7, 9);
+        let x = Value::new(
+            vec![1, cin, h, w],
+            Data::F32(
+                (0..cin * h * w)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0)
+                    .collect(),
+            ),
+        );
+        let wt: Vec<f32> = (0..cout * cin * 9)
+            .map(|i| ((i * 53 % 89) as f32 - 44.0) / 90.0)
+            .collect();
+        let weights = Value::new(vec![cout, cin, 3, 3], Data::F32(wt));
+        let pool = Pool::default();
+        for (up, pad) in [
+            ((2, 2), Some((PadMode::Reflect, [1, 1, 1, 1]))),
+            ((1, 1), Some((PadMode::Reflect, [2, 1, 0, 3]))),
+            ((2, 2), Some((PadMode::Constant, [1, 0, 2, 1]))),
+            ((2, 2), None),
+        ] {
+            let g = Gather::for_test(up, pad);
+            for stride in [1i64, 2] {
+                for channels_last in [false, true] {
+                    let input = if channels_last {
+                        x.clone().into_channels_last().unwrap()
+                    } else {
+                        x.clone()
+                    };
+                    let plain = Conv::new(&weights, None, 1, &[stride, stride], &[]).unwrap();
+                    let want = plain.run(&explicit(&input, &g).unwrap(), &pool).unwrap();
+                    let mut fused = Conv::new(&weights, None, 1, &[stride, stride], &[]).unwrap();
+                    fused.set_gather(g.clone());
+                    let got = fused.run(&input, &pool).unwrap();
+                    assert_eq!(got.shape, want.shape, "{up:?} {pad:?} stride {stride}");
+                    let same = (got.f32s().unwrap().iter())
+                        .zip(want.f32s().unwrap())
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{up:?} {pad:?} stride {stride} last {channels_last}");
                 }
             }
         }

@@ -21,6 +21,53 @@ pub(super) fn unary(mut x: Value, f: impl Fn(f32) -> f32 + Sync) -> R<Value> {
     Ok(x)
 }
 
+/// The one-operand elementwise operators.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Unary {
+    Relu,
+    Sigmoid,
+    Sqrt,
+    Reciprocal,
+}
+
+impl Unary {
+    /// The operator on one value, as ONNX defines it.
+    #[inline]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Unary::Relu => {
+                if x > 0.0 {
+                    x
+                } else {
+                    0.0
+                }
+            }
+            Unary::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Reciprocal => x.recip(),
+        }
+    }
+
+    /// The operator over `v`, one monomorphised loop per operator so that each vectorises.
+    pub fn over(self, v: &mut [f32]) {
+        match self {
+            Unary::Relu => v.iter_mut().for_each(|e| *e = Unary::Relu.apply(*e)),
+            Unary::Sigmoid => v.iter_mut().for_each(|e| *e = Unary::Sigmoid.apply(*e)),
+            Unary::Sqrt => v.iter_mut().for_each(|e| *e = e.sqrt()),
+            Unary::Reciprocal => v.iter_mut().for_each(|e| *e = e.recip()),
+        }
+    }
+}
+
+/// `x ↦ op(x)` on f32 values, in place.
+pub(super) fn unary_op(mut x: Value, op: Unary) -> R<Value> {
+    match &mut x.data {
+        Data::F32(v) => v.par_chunks_mut(CHUNK).for_each(|c| op.over(c)),
+        _ => return Err("an elementwise op on non-f32 values".into()),
+    }
+    Ok(x)
+}
+
 #[derive(Clone, Copy, Debug)]
 pub(super) enum Binary {
     Add,
@@ -162,6 +209,13 @@ impl Params {
     }
 }
 
+/// `dequantize(quantize(v))` for one value, given the scale's reciprocal, the scale and the
+/// zero point: what [`fake_quantize`] and the fused chains compute.
+#[inline]
+pub(super) fn fake_quantize_one(v: f32, recip: f32, scale: f32, zero: f32) -> f32 {
+    ((round_half_even(v * recip) + zero).clamp(-128.0, 127.0) - zero) * scale
+}
+
 /// Round half to even, for |v| < 2²²: adding 1.5·2²³ leaves no fraction bits, so the FPU's
 /// default rounding (to nearest, ties to even) does the rounding. Unlike `round_ties_even` this
 /// compiles to two vector additions instead of a call to `rintf` per element. Larger values are
@@ -217,9 +271,7 @@ pub(super) fn fake_quantize(
 ) -> R<Value> {
     let p = Params::new(&x, scale, zero, axis)?;
     let recip: Vec<f32> = p.scale.iter().map(|s| s.recip()).collect();
-    let fq = |v: f32, r: f32, s: f32, z: f32| {
-        ((round_half_even(v * r) + z).clamp(-128.0, 127.0) - z) * s
-    };
+    let fq = fake_quantize_one;
     let Data::F32(v) = &mut x.data else {
         return Err("quantizing non-f32 values".into());
     };

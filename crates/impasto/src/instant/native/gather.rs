@@ -1,0 +1,329 @@
+//! What a convolution reads on its way into its phase planes: the transform computes
+//! `Conv(FakeQuantize(Pad(FakeQuantize(Resize(x)))))` before most of its convolutions (a
+//! mirror pad, the decoder's ×2 upsampling), and each of those was a pass over a tensor of up to
+//! 100 MB at 1024 px — the pads alone took an eighth of a run. The convolution copies its input
+//! into phase planes anyway ([`super::conv`]); a [`Gather`] makes that copy read each plane
+//! element straight from `x` through the upsampling and the padding, and fake-quantises it
+//! there. Copies commute with the elementwise quantisation, so the values are the same.
+
+use std::collections::HashMap;
+
+use super::ops::{self, PadMode};
+use super::value::{Value, R};
+use super::{Op, Source, Step};
+
+/// A per-tensor or per-channel QuantizeLinear → DequantizeLinear.
+#[derive(Clone, Debug)]
+struct FakeQuantize {
+    recip: Vec<f32>,
+    scale: Vec<f32>,
+    zero: Vec<f32>,
+}
+
+impl FakeQuantize {
+    fn over(&self, v: &mut [f32], channel: usize) {
+        let k = if self.scale.len() == 1 { 0 } else { channel };
+        let (r, s, z) = (self.recip[k], self.scale[k], self.zero[k]);
+        v.iter_mut()
+            .for_each(|e| *e = ops::fake_quantize_one(*e, r, s, z));
+    }
+}
+
+/// The upsampling, padding and quantisation between a convolution's input and what it
+/// convolves.
+#[derive(Clone, Debug)]
+pub(super) struct Gather {
+    /// Nearest-neighbour factors (rows, columns), applied first.
+    up: (usize, usize),
+    /// The padding (top, left, bottom, right) and how it fills; `None`: the convolution's own
+    /// zero padding.
+    pad: Option<(PadMode, [usize; 4])>,
+    /// Applied in order to every value (they commute with the copying).
+    quantize: Vec<FakeQuantize>,
+}
+
+/// Where padded index `i` (of `before + n·factor + after`) reads, in the unpadded,
+/// not-upsampled input; `None` for a zero.
+fn source(i: usize, before: usize, n: usize, factor: usize, mode: PadMode) -> Option<usize> {
+    let up = n * factor;
+    let i = i as isize - before as isize;
+    let j = match mode {
+        _ if (0..up as isize).contains(&i) => i,
+        PadMode::Constant => return None,
+        PadMode::Reflect if i < 0 => -i,
+        PadMode::Reflect => 2 * (up as isize - 1) - i,
+    };
+    (0..up as isize).contains(&j).then_some(j as usize / factor)
+}
+
+impl Gather {
+    /// The padding the convolution sees: this one's, or its own (`conv_pads`, zeros).
+    pub fn pads(&self, conv_pads: [usize; 4]) -> [usize; 4] {
+        self.pad.map_or(conv_pads, |(_, p)| p)
+    }
+
+    /// The input's size after upsampling.
+    pub fn upsampled(&self, (h, w): (usize, usize)) -> (usize, usize) {
+        (h * self.up.0, w * self.up.1)
+    }
+
+    /// Fills `phases` (`sx` planes of `width` values: row `row` of channel `ci`, padded
+    /// coordinates) from `src`, a `[1, C, h, w]` value stored channels first or last.
+    #[allow(clippy::too_many_arguments)]
+    pub fn row(
+        &self,
+        src: &[f32],
+        channels_last: bool,
+        (c, h, w): (usize, usize, usize),
+        (ci, row): (usize, usize),
+        columns: &[Columns],
+        conv_pads: [usize; 4],
+        phases: &mut [f32],
+    ) {
+        let [top, ..] = self.pads(conv_pads);
+        let mode = self.pad.map_or(PadMode::Constant, |(m, _)| m);
+        let width = phases.len() / columns.len();
+        let Some(y) = source(row, top, h, self.up.0, mode) else {
+            return; // a zero row
+        };
+        for (dst, cols) in phases.chunks_mut(width).zip(columns) {
+            // Zeros outside `cols.first..`: they stay zero (quantised, zero is zero).
+            let dst = &mut dst[cols.first..][..cols.x.len()];
+            if channels_last {
+                let base = y * w * c + ci;
+                for (d, &x) in dst.iter_mut().zip(&cols.x) {
+                    *d = src[base + x as usize * c];
+                }
+            } else {
+                let line = &src[(ci * h + y) * w..][..w];
+                for (d, &x) in dst.iter_mut().zip(&cols.x) {
+                    *d = line[x as usize];
+                }
+            }
+            for q in &self.quantize {
+                q.over(dst, ci);
+            }
+        }
+    }
+
+    /// For each of `sx` phases, the input column of each of its plane columns that reads one
+    /// (the others are zeros); fails where a mirror pad is wider than the input.
+    pub fn columns(
+        &self,
+        (h, w): (usize, usize),
+        conv_pads: [usize; 4],
+        sx: usize,
+        width: usize,
+    ) -> R<Vec<Columns>> {
+        let [top, left, bottom, right] = self.pads(conv_pads);
+        let (uh, uw) = self.upsampled((h, w));
+        let mode = self.pad.map_or(PadMode::Constant, |(m, _)| m);
+        if matches!(mode, PadMode::Reflect) && (top.max(bottom) >= uh || left.max(right) >= uw) {
+            return Err(format!(
+                "Pad: reflecting {:?} needs a bigger input than {uw}×{uh}",
+                [top, left, bottom, right]
+            ));
+        }
+        Ok((0..sx)
+            .map(|p| {
+                let all: Vec<Option<usize>> = (0..width)
+                    .map(|xq| {
+                        let pc = xq * sx + p;
+                        (pc < left + uw + right)
+                            .then(|| source(pc, left, w, self.up.1, mode))
+                            .flatten()
+                    })
+                    .collect();
+                // Zeros only at the ends (the zero padding and the margin): one run reads.
+                let first = all.iter().position(Option::is_some).unwrap_or(width);
+                let x = all[first..]
+                    .iter()
+                    .map_while(|&x| x.map(|x| x as u32))
+                    .collect();
+                Columns { first, x }
+            })
+            .collect())
+    }
+}
+
+/// The input columns one phase plane reads: plane columns `first..first + x.len()` read
+/// input columns `x`; the others are zeros.
+#[derive(Clone, Debug)]
+pub(super) struct Columns {
+    first: usize,
+    x: Vec<u32>,
+}
+
+/// Folds into each convolution the upsampling, padding and fake-quantisation steps before it
+/// whose results only it reads: at most one Resize, then at most one Pad (mirror, or zeros
+/// when the convolution pads nothing itself), with any number of per-tensor or per-channel
+/// fake quantisations around them, all with constant parameters.
+pub(super) fn fuse(steps: Vec<Step>, consts: &[Value], output: Source) -> Vec<Step> {
+    let mut readers: HashMap<usize, usize> = HashMap::new();
+    for step in &steps {
+        let mut read: Vec<usize> = (step.inputs.iter())
+            .filter_map(|s| match s {
+                Source::Slot(slot) => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        for slot in read {
+            *readers.entry(slot).or_default() += 1;
+        }
+    }
+    let producer: HashMap<usize, usize> = (steps.iter().enumerate())
+        .map(|(i, s)| (s.output, i))
+        .collect();
+    let konst = |s: Option<&Source>| match s {
+        Some(Source::Const(c)) => Some(&consts[*c]),
+        _ => None,
+    };
+    let mut absorbed = vec![false; steps.len()];
+    let mut rewrites: Vec<(usize, Gather, Source)> = Vec::new();
+    for (j, step) in steps.iter().enumerate() {
+        let Op::Conv(conv) = &step.op else { continue };
+        let mut gather = Gather {
+            up: (1, 1),
+            pad: None,
+            quantize: Vec::new(),
+        };
+        let (mut cur, mut taken) = (step.inputs[0], Vec::new());
+        while let Source::Slot(s) = cur {
+            if readers.get(&s) != Some(&1) || output == cur {
+                break;
+            }
+            let Some(&i) = producer.get(&s) else { break };
+            let st = &steps[i];
+            let ok = match &st.op {
+                Op::FakeQuantize { axis } => {
+                    let scale = konst(st.inputs.get(1)).map(Value::as_f32_vec);
+                    let zero = match st.inputs.get(2) {
+                        None | Some(Source::Absent) => scale.as_ref().map(|s| vec![0.0; s.len()]),
+                        z => konst(z).map(Value::as_f32_vec),
+                    };
+                    match (scale, zero) {
+                        (Some(scale), Some(zero))
+                            if zero.len() == scale.len()
+                                && (scale.len() == 1
+                                    || (scale.len() == conv.in_channels() && *axis == 1)) =>
+                        {
+                            gather.quantize.push(FakeQuantize {
+                                recip: scale.iter().map(|s| s.recip()).collect(),
+                                scale,
+                                zero,
+                            });
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                // Walking backwards, the pad comes before the upsampling (or there is none).
+                Op::Pad(mode) if gather.pad.is_none() && gather.up == (1, 1) => {
+                    let pads = konst(st.inputs.get(1)).and_then(|v| v.i64s().ok());
+                    let fill = match st.inputs.get(2) {
+                        None | Some(Source::Absent) => Some(0.0),
+                        f => konst(f).and_then(|v| v.as_f32_vec().first().copied()),
+                    };
+                    match (pads, fill) {
+                        (Some(&[0, 0, t, l, 0, 0, b, r]), Some(fill))
+                            if t >= 0
+                                && l >= 0
+                                && b >= 0
+                                && r >= 0
+                                && (matches!(mode, PadMode::Reflect) || fill == 0.0)
+                                && conv.pads() == [0; 4] =>
+                        {
+                            gather.pad =
+                                Some((*mode, [t as usize, l as usize, b as usize, r as usize]));
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                Op::Upsample if gather.up == (1, 1) => {
+                    let scales = konst(st.inputs.get(2)).map(Value::as_f32_vec);
+                    match scales.as_deref() {
+                        Some(&[1.0, 1.0, fy, fx])
+                            if fy >= 1.0 && fx >= 1.0 && fy.fract() == 0.0 && fx.fract() == 0.0 =>
+                        {
+                            gather.up = (fy as usize, fx as usize);
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+                _ => false,
+            };
+            if !ok {
+                break;
+            }
+            taken.push(i);
+            cur = st.inputs[0];
+        }
+        if taken.is_empty() {
+            continue;
+        }
+        gather.quantize.reverse();
+        for &i in &taken {
+            absorbed[i] = true;
+        }
+        rewrites.push((j, gather, cur));
+    }
+    let mut steps: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    for (j, gather, input) in rewrites {
+        let step = steps[j].as_mut().expect("a convolution is never absorbed");
+        if let Op::Conv(conv) = &mut step.op {
+            conv.set_gather(gather);
+        }
+        step.inputs[0] = input;
+    }
+    (steps.into_iter().zip(absorbed))
+        .filter_map(|(s, a)| if a { None } else { s })
+        .collect()
+}
+
+/// Not used by the runner: the ops one by one, for the tests' comparison.
+#[cfg(test)]
+pub(super) fn explicit(x: &Value, g: &Gather) -> R<Value> {
+    use super::pool::Pool;
+    use super::value::Data;
+    let pool = Pool::default();
+    let mut v = if g.up != (1, 1) {
+        ops::upsample(x, [1, 1, g.up.0, g.up.1], &pool)?
+    } else {
+        x.clone()
+    };
+    if let Some((mode, [t, l, b, r])) = g.pad {
+        let pads = [0, 0, t as i64, l as i64, 0, 0, b as i64, r as i64];
+        v = ops::pad(&v, &pads, mode, 0.0, &pool)?;
+    }
+    let mut v = v.into_logical();
+    let c = v.shape[1];
+    let plane = v.shape[2] * v.shape[3];
+    if let Data::F32(data) = &mut v.data {
+        for (ci, p) in data.chunks_mut(plane).enumerate() {
+            for q in &g.quantize {
+                q.over(p, ci % c);
+            }
+        }
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+impl Gather {
+    pub(super) fn for_test(up: (usize, usize), pad: Option<(PadMode, [usize; 4])>) -> Gather {
+        let q = |s: f32, z: f32| FakeQuantize {
+            recip: vec![s.recip()],
+            scale: vec![s],
+            zero: vec![z],
+        };
+        Gather {
+            up,
+            pad,
+            quantize: vec![q(0.05, 3.0), q(0.11, -2.0)],
+        }
+    }
+}
