@@ -1,5 +1,5 @@
 //! `impasto bench --instant`: milliseconds per image of the instant networks at 512 and
-//! 1024 px, and what loading and planning cost. `bench/instant_ort.py` times onnxruntime on the
+//! 1024 px, and what loading costs. `bench/instant_ort.py` times onnxruntime on the
 //! same synthetic inputs for comparison.
 
 use std::time::{Duration, Instant};
@@ -34,7 +34,7 @@ fn pattern(w: usize, h: usize) -> Image {
 }
 
 fn best(repeats: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<Duration> {
-    f()?; // warm-up (and the plan for this size)
+    f()?; // warm-up
     let mut best = Duration::MAX;
     for _ in 0..repeats {
         let t = Instant::now();
@@ -54,8 +54,8 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     let models = stylize::load_models()?;
     let load = t.elapsed();
     println!(
-        "impasto bench --instant: predictor and transform on impasto's own runner, presets on \
-         tract-onnx; {} threads, best of {repeats} after a warm-up",
+        "impasto bench --instant: the three networks on impasto's own runner; {} threads, best \
+         of {repeats} after a warm-up",
         rayon::current_num_threads()
     );
     println!("load (parse the three ONNX files) {:8.0} ms", ms(load));
@@ -69,28 +69,20 @@ fn run_on_pool(args: &BenchArgs) -> anyhow::Result<()> {
     let presets = StyleSpec::presets(PresetBlend::single(7)?, 1.0)?;
     for size in SIZES {
         let photo = pattern(size, size);
-        let t = Instant::now();
-        models.prepare(size, size, false)?;
-        let plan = t.elapsed();
         let transform = best(repeats, || {
             models.transform(&photo, &vector)?;
             Ok(())
         })?;
-        let t = Instant::now();
-        models.prepare(size, size, true)?;
-        let plan_presets = t.elapsed();
         let preset = best(repeats, || {
             models.stylize(&photo, &presets, size)?;
             Ok(())
         })?;
         println!(
             "{size}×{size}: transform {:6.0} ms (arbitrary style total {:6.0} ms with the \
-             predictor), presets {:6.0} ms; tract planning this size {:.0} ms + {:.0} ms",
+             predictor), presets {:6.0} ms",
             ms(transform),
             ms(transform + predict),
-            ms(preset),
-            ms(plan),
-            ms(plan_presets)
+            ms(preset)
         );
     }
     Ok(())

@@ -1,5 +1,6 @@
-//! The three ONNX networks under tract: parsing once, planning per input size, running on
-//! plain `f32` buffers. Everything tract-specific stays in this file.
+//! The three ONNX networks under tract's executor, for the tests: the native runner is checked
+//! against it (tract in turn matches onnxruntime, see `tests/instant_golden.rs`). Parsing once,
+//! planning per input size, running on plain `f32` buffers.
 //!
 //! The arbitrary transform declares a 384×384 input, but nothing in it depends on that size:
 //! re-declaring the input fact (here, per call, with the padded working size) makes tract
@@ -73,11 +74,6 @@ impl Graph {
             })?;
         *cached = Some((key, plan.clone()));
         Ok(plan)
-    }
-
-    /// Compiles the plan for these shapes now (so a benchmark can time it apart from the run).
-    pub(crate) fn prepare(&self, shapes: &[Vec<usize>]) -> Result<()> {
-        self.plan_for(shapes).map(|_| ())
     }
 
     /// Runs the graph on `f32` inputs of the given shapes and returns the first output's shape

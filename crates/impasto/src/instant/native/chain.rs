@@ -50,6 +50,10 @@ pub(super) enum Link {
     },
     /// `value op value` (the graph squares as `Mul(x, x)`).
     WithItself(Binary),
+    /// `value ^ exponent` (an operand of one value; 2 squares).
+    Pow {
+        exponent: usize,
+    },
 }
 
 /// Elementwise links applied in order to the chain's input (the step's first input), then,
@@ -68,6 +72,7 @@ fn apply(op: Binary, x: f32, y: f32) -> f32 {
         Binary::Add => x + y,
         Binary::Sub => x - y,
         Binary::Mul => x * y,
+        Binary::Div => x / y,
     }
 }
 
@@ -95,6 +100,7 @@ enum Ready<'a> {
         reversed: bool,
     },
     WithItself(Binary),
+    Pow(f32),
 }
 
 impl Ready<'_> {
@@ -110,6 +116,8 @@ impl Ready<'_> {
             Ready::Unary(op) => op.over(v),
             Ready::Clip(lo, hi) => v.iter_mut().for_each(|e| *e = e.max(*lo).min(*hi)),
             Ready::WithItself(op) => v.iter_mut().for_each(|e| *e = apply(*op, *e, *e)),
+            Ready::Pow(p) if *p == 2.0 => v.iter_mut().for_each(|e| *e *= *e),
+            Ready::Pow(p) => v.iter_mut().for_each(|e| *e = e.powf(*p)),
             Ready::Binary {
                 op,
                 other,
@@ -126,6 +134,10 @@ impl Ready<'_> {
                             (Binary::Add, _) => v.iter_mut().zip(o).for_each(|(e, y)| *e += y),
                             (Binary::Mul, _) => v.iter_mut().zip(o).for_each(|(e, y)| *e *= y),
                             (Binary::Sub, false) => v.iter_mut().zip(o).for_each(|(e, y)| *e -= y),
+                            (Binary::Div, false) => v.iter_mut().zip(o).for_each(|(e, y)| *e /= y),
+                            (Binary::Div, true) => {
+                                v.iter_mut().zip(o).for_each(|(e, y)| *e = y / *e)
+                            }
                             (Binary::Sub, true) => {
                                 v.iter_mut().zip(o).for_each(|(e, y)| *e = y - *e)
                             }
@@ -143,6 +155,8 @@ fn broadcast(v: &mut [f32], y: f32, op: Binary, reversed: bool) {
         (Binary::Mul, _) => v.iter_mut().for_each(|e| *e *= y),
         (Binary::Sub, false) => v.iter_mut().for_each(|e| *e -= y),
         (Binary::Sub, true) => v.iter_mut().for_each(|e| *e = y - *e),
+        (Binary::Div, false) => v.iter_mut().for_each(|e| *e /= y),
+        (Binary::Div, true) => v.iter_mut().for_each(|e| *e = y / *e),
     }
 }
 
@@ -168,6 +182,7 @@ impl Chain {
                 zero: optional(2),
             },
             Op::Unary(op) if stream == 0 => Link::Unary(*op),
+            Op::Pow if stream == 0 && step.inputs.len() == 2 => Link::Pow { exponent: at(1) },
             Op::Clip if stream == 0 => Link::Clip {
                 min: optional(1),
                 max: optional(2),
@@ -267,6 +282,10 @@ impl Chain {
                     Ready::Clip(bound(min, f32::NEG_INFINITY)?, bound(max, f32::INFINITY)?)
                 }
                 Link::WithItself(op) => Ready::WithItself(*op),
+                Link::Pow { exponent } => match get(*exponent)?.as_f32_vec().as_slice() {
+                    &[p] => Ready::Pow(p),
+                    _ => return Ok(None),
+                },
                 Link::Binary {
                     op,
                     other,
@@ -329,6 +348,7 @@ impl Chain {
                     let op = *op;
                     ops::unary(x, move |v| apply(op, v, v))?
                 }
+                Link::Pow { exponent } => super::shapes::pow(x, get(*exponent)?)?,
                 Link::Binary {
                     op,
                     other,
@@ -410,7 +430,17 @@ pub(super) fn fuse(steps: Vec<Step>, output: Source) -> Vec<Step> {
             .inputs
             .iter()
             .position(|s| matches!(s, Source::Slot(x) if open.contains_key(x) && joinable(*x)));
-        if let (Op::GlobalAveragePool, Some(0)) = (&step.op, chained_input) {
+        // A mean over H and W: GlobalAveragePool, or ReduceMean over axes 2 and 3 kept.
+        let channel_mean = match &step.op {
+            Op::GlobalAveragePool => true,
+            Op::Reduce {
+                mean: true,
+                axes,
+                keepdims: true,
+            } => axes == &[2, 3] && step.inputs.len() == 1,
+            _ => false,
+        };
+        if let (true, Some(0)) = (channel_mean, chained_input) {
             let Source::Slot(x) = step.inputs[0] else {
                 unreachable!("position() matched a slot")
             };
@@ -515,6 +545,7 @@ mod tests {
             Value::new(vec![1], Data::I8(vec![3])),                 // 5: a zero point
             Value::new(vec![c], Data::F32(vec![0.05, 0.11, 0.02])), // 6: per-channel scales
             Value::new(vec![1], Data::F32(vec![-0.5])),             // 7: a bound
+            Value::new(vec![], Data::F32(vec![2.0])),               // 8: an exponent
         ];
         let mut links = vec![
             Link::FakeQuantize {
@@ -537,7 +568,7 @@ mod tests {
             },
             Link::Unary(Unary::Relu),
         ];
-        for op in [Binary::Add, Binary::Sub, Binary::Mul] {
+        for op in [Binary::Add, Binary::Sub, Binary::Mul, Binary::Div] {
             for other in 1..=3 {
                 for reversed in [false, true] {
                     links.push(Link::Binary {
@@ -549,6 +580,8 @@ mod tests {
             }
         }
         links.push(Link::WithItself(Binary::Sub));
+        links.push(Link::Pow { exponent: 8 });
+        links.push(Link::Pow { exponent: 4 });
         let operands: Vec<Option<&Value>> = operands.iter().map(Some).collect();
         let pool = Pool::default();
         for reduce in [false, true] {

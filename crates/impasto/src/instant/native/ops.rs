@@ -73,6 +73,7 @@ pub(super) enum Binary {
     Add,
     Sub,
     Mul,
+    Div,
 }
 
 /// How element i of a binary op's bigger operand finds its partner in the smaller one.
@@ -115,6 +116,17 @@ pub(super) fn binary(op: Binary, mut big: Value, small: &Value, reversed: bool) 
             hw: big.shape[2] * big.shape[3],
             last: big.layout == Layout::ChannelsLast,
         }
+    } else if big.len() <= 1 << 20 {
+        // Other broadcasts (the 26-style network's style blend) are of small values.
+        let f = move |x: f32, y: f32| match (op, reversed) {
+            (Binary::Add, _) => x + y,
+            (Binary::Mul, _) => x * y,
+            (Binary::Sub, false) => x - y,
+            (Binary::Sub, true) => y - x,
+            (Binary::Div, false) => x / y,
+            (Binary::Div, true) => y / x,
+        };
+        return super::shapes::broadcast(f, big, small).map_err(|e| format!("{op:?}: {e}"));
     } else {
         return Err(shape_err());
     };
@@ -127,6 +139,8 @@ pub(super) fn binary(op: Binary, mut big: Value, small: &Value, reversed: bool) 
         (Binary::Mul, _) => combine(v, &s, pairing, |x, y| x * y),
         (Binary::Sub, false) => combine(v, &s, pairing, |x, y| x - y),
         (Binary::Sub, true) => combine(v, &s, pairing, |x, y| y - x),
+        (Binary::Div, false) => combine(v, &s, pairing, |x, y| x / y),
+        (Binary::Div, true) => combine(v, &s, pairing, |x, y| y / x),
     }
     Ok(big)
 }

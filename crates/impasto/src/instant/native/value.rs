@@ -52,6 +52,19 @@ impl Data {
         }
     }
 
+    /// The elements at `indices`, in that order, whatever their type.
+    pub fn select(&self, indices: &[usize]) -> Data {
+        fn pick<T: Copy>(v: &[T], indices: &[usize]) -> Vec<T> {
+            indices.iter().map(|&i| v[i]).collect()
+        }
+        match self {
+            Data::F32(v) => Data::F32(pick(v, indices)),
+            Data::I8(v) => Data::I8(pick(v, indices)),
+            Data::I32(v) => Data::I32(pick(v, indices)),
+            Data::I64(v) => Data::I64(pick(v, indices)),
+        }
+    }
+
     /// Reorders the elements by `source` (`new[i] = old[source(i)]`), whatever their type.
     fn gather(&self, source: impl Fn(usize) -> usize) -> Data {
         fn pick<T: Copy>(v: &[T], source: impl Fn(usize) -> usize) -> Vec<T> {
