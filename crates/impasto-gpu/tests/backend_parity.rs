@@ -82,9 +82,9 @@ fn gradient_matches_finite_differences() {
 
 /// A whole transfer on the GPU follows the CPU's: the paper's objective and defaults with the
 /// real weights, Tübingen in the style of the Starry Night, 20 L-BFGS iterations, the losses of
-/// every iteration compared (the bar is 1e-3 relative; see below for where it holds).
-/// The run prints how far apart they came.
-fn transfer_follows_the_cpu(size: usize) {
+/// every iteration compared (the bar is 1e-3 relative; it holds for the first
+/// `close` iterations, all 20 are held to 1e-2). The run prints how far apart they came.
+fn transfer_follows_the_cpu(size: usize, close: usize) {
     let images = shared_dir().join("images");
     let load = |name: &str| impasto::image_io::load(&images.join(name)).unwrap();
     let (content, style) = (load("tubingen.jpg"), load("starry_night.jpg"));
@@ -107,13 +107,14 @@ fn transfer_follows_the_cpu(size: usize) {
     let gpu = run(Arc::new(backend().clone()));
     assert_eq!(cpu.len(), 21, "iterations 0 to 20");
     assert_eq!(gpu.len(), cpu.len());
-    // Measured at 32 px on lavapipe: within 2e-5 through iteration 13; from there the two runs
-    // part, as L-BFGS amplifies their f32 rounding (2.1e-3 in the total, 3.8e-3 in the content
-    // by iteration 20). So the 1e-3 holds here for the first 13 iterations, and all 20
-    // are held to 1e-2.
+    // Measured on lavapipe: at 32 px within 2e-5 through iteration 13, then parting as L-BFGS
+    // amplifies the two engines' f32 rounding (3.8e-3 in the content by iteration 20); at
+    // 128 px within 1e-3 through iteration 6 (1.1e-3 in the content at 7, 6.5e-3 in the style
+    // at 20). The CPU engine parts from itself faster: its default Winograd path against its
+    // direct one, 1.5e-3 after one iteration at 128 px.
     let mut worst = 0.0f64;
     for (c, g) in cpu.iter().zip(&gpu) {
-        let bar = if c.iteration <= 13 { 1e-3 } else { 1e-2 };
+        let bar = if c.iteration <= close { 1e-3 } else { 1e-2 };
         let (c, g) = (c.parts, g.parts);
         for (name, a, b) in [
             ("total", g.total, c.total),
@@ -144,13 +145,14 @@ fn transfer_follows_the_cpu(size: usize) {
 /// 2 cores).
 #[test]
 fn a_transfer_follows_the_cpu_for_20_lbfgs_iterations() {
-    transfer_follows_the_cpu(32);
+    transfer_follows_the_cpu(32, 13);
 }
 
-/// The size, 128 px: over 20 minutes on lavapipe with 2 cores, so run by hand
-/// (`cargo test --workspace -- --ignored a_transfer_follows_the_cpu_at_128_px`) on a real GPU.
+/// The size, 128 px: about half an hour on lavapipe with 2 cores (shared with
+/// builds), so run by hand (`cargo test --workspace -- --ignored
+/// a_transfer_follows_the_cpu_at_128_px`) on a real GPU.
 #[test]
-#[ignore = "over 20 minutes on lavapipe; run by hand on a GPU"]
+#[ignore = "about half an hour on lavapipe; run by hand on a GPU"]
 fn a_transfer_follows_the_cpu_at_128_px() {
-    transfer_follows_the_cpu(128);
+    transfer_follows_the_cpu(128, 6);
 }
