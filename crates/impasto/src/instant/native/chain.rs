@@ -237,13 +237,7 @@ impl Chain {
     /// simple case it handles (a channels-first `[1, C, H, W]` f32 value; operands of one
     /// value, one per channel or one per element): then the chain runs node by node.
     fn ready<'a>(&self, x: &Value, operands: &[Option<&'a Value>]) -> R<Option<Vec<Ready<'a>>>> {
-        let get = |i: usize| -> R<&'a Value> {
-            operands
-                .get(i - 1)
-                .copied()
-                .flatten()
-                .ok_or_else(|| "a chain operand was not computed".to_string())
-        };
+        let get = |i: usize| operand(operands, i);
         let (Data::F32(_), Layout::Logical, &[1, c, _, _]) =
             (&x.data, x.layout, x.shape.as_slice())
         else {
@@ -273,13 +267,8 @@ impl Chain {
                 }
                 Link::Unary(op) => Ready::Unary(*op),
                 Link::Clip { min, max } => {
-                    let bound = |i: &Option<usize>, default: f32| -> R<f32> {
-                        Ok(match i {
-                            Some(i) => get(*i)?.as_f32_vec().first().copied().unwrap_or(default),
-                            None => default,
-                        })
-                    };
-                    Ready::Clip(bound(min, f32::NEG_INFINITY)?, bound(max, f32::INFINITY)?)
+                    let (lo, hi) = clip_bounds(operands, *min, *max)?;
+                    Ready::Clip(lo, hi)
                 }
                 Link::WithItself(op) => Ready::WithItself(*op),
                 Link::Pow { exponent } => match get(*exponent)?.as_f32_vec().as_slice() {
@@ -317,13 +306,7 @@ impl Chain {
 
     /// The links one by one with the node-by-node ops (any shapes and layouts they accept).
     fn run_node_by_node(&self, mut x: Value, operands: &[Option<&Value>]) -> R<Value> {
-        let get = |i: usize| -> R<&Value> {
-            operands
-                .get(i - 1)
-                .copied()
-                .flatten()
-                .ok_or_else(|| "a chain operand was not computed".to_string())
-        };
+        let get = |i: usize| operand(operands, i);
         for link in &self.links {
             x = match link {
                 Link::FakeQuantize { axis, scale, zero } => {
@@ -335,13 +318,7 @@ impl Chain {
                 }
                 Link::Unary(op) => ops::unary_op(x, *op)?,
                 Link::Clip { min, max } => {
-                    let bound = |i: &Option<usize>, default: f32| -> R<f32> {
-                        Ok(match i {
-                            Some(i) => get(*i)?.as_f32_vec().first().copied().unwrap_or(default),
-                            None => default,
-                        })
-                    };
-                    let (lo, hi) = (bound(min, f32::NEG_INFINITY)?, bound(max, f32::INFINITY)?);
+                    let (lo, hi) = clip_bounds(operands, *min, *max)?;
                     ops::unary(x, move |v| v.max(lo).min(hi))?
                 }
                 Link::WithItself(op) => {
@@ -372,6 +349,30 @@ impl Chain {
         }
         Ok(x)
     }
+}
+
+/// Operand `i` of a chain step (its inputs after the first).
+fn operand<'a>(operands: &[Option<&'a Value>], i: usize) -> R<&'a Value> {
+    operands
+        .get(i - 1)
+        .copied()
+        .flatten()
+        .ok_or_else(|| "a chain operand was not computed".to_string())
+}
+
+/// A Clip's bounds: its optional operands' first values, unbounded without.
+fn clip_bounds(
+    operands: &[Option<&Value>],
+    min: Option<usize>,
+    max: Option<usize>,
+) -> R<(f32, f32)> {
+    let bound = |i: Option<usize>, default: f32| -> R<f32> {
+        Ok(match i {
+            Some(i) => (operand(operands, i)?.as_f32_vec().first().copied()).unwrap_or(default),
+            None => default,
+        })
+    };
+    Ok((bound(min, f32::NEG_INFINITY)?, bound(max, f32::INFINITY)?))
 }
 
 /// The chain's per-channel mean without storing its values: each channel's values summed in
@@ -406,21 +407,7 @@ fn mean_of(x: &Value, ready: &[Ready<'_>]) -> Value {
 /// likewise. A chain runs where its last step ran: every operand is computed by then, and its
 /// input stays alive until then (a value is dropped or reused after its last reader).
 pub(super) fn fuse(steps: Vec<Step>, output: Source) -> Vec<Step> {
-    // Steps reading each slot (a step reading it twice, as `Mul(x, x)`, counts once).
-    let mut readers: HashMap<usize, usize> = HashMap::new();
-    for step in &steps {
-        let mut read: Vec<usize> = (step.inputs.iter())
-            .filter_map(|s| match s {
-                Source::Slot(slot) => Some(*slot),
-                _ => None,
-            })
-            .collect();
-        read.sort_unstable();
-        read.dedup();
-        for slot in read {
-            *readers.entry(slot).or_default() += 1;
-        }
-    }
+    let readers = super::readers(&steps);
     let joinable = |slot: usize| readers.get(&slot) == Some(&1) && output != Source::Slot(slot);
     let mut out: Vec<Option<Step>> = Vec::with_capacity(steps.len());
     // The open chains, by the slot holding their result: their place in `out`.

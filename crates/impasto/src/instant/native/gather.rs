@@ -159,20 +159,7 @@ pub(super) struct Columns {
 /// when the convolution pads nothing itself), with any number of per-tensor or per-channel
 /// fake quantisations around them, all with constant parameters.
 pub(super) fn fuse(steps: Vec<Step>, consts: &[Value], output: Source) -> Vec<Step> {
-    let mut readers: HashMap<usize, usize> = HashMap::new();
-    for step in &steps {
-        let mut read: Vec<usize> = (step.inputs.iter())
-            .filter_map(|s| match s {
-                Source::Slot(slot) => Some(*slot),
-                _ => None,
-            })
-            .collect();
-        read.sort_unstable();
-        read.dedup();
-        for slot in read {
-            *readers.entry(slot).or_default() += 1;
-        }
-    }
+    let readers = super::readers(&steps);
     let producer: HashMap<usize, usize> = (steps.iter().enumerate())
         .map(|(i, s)| (s.output, i))
         .collect();

@@ -639,6 +639,25 @@ fn run_step(
     })
 }
 
+/// How many steps read each slot (a step reading it twice, as `Mul(x, x)`, counts once).
+fn readers(steps: &[Step]) -> HashMap<usize, usize> {
+    let mut readers: HashMap<usize, usize> = HashMap::new();
+    for step in steps {
+        let mut read: Vec<usize> = (step.inputs.iter())
+            .filter_map(|s| match s {
+                Source::Slot(slot) => Some(*slot),
+                _ => None,
+            })
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        for slot in read {
+            *readers.entry(slot).or_default() += 1;
+        }
+    }
+    readers
+}
+
 /// Replaces each QuantizeLinear whose int8 result only feeds one DequantizeLinear with the same
 /// scale and zero point by one in-place "fake quantisation" (`dequantize(quantize(x))`, the
 /// same values), which saves a pass and an int8 buffer per pair.
