@@ -238,31 +238,48 @@ impl Conv {
         pool: &Pool,
     ) -> R<Planes> {
         let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
-        let sx = self.stride.1;
-        let width = ow.div_ceil(LANES) * LANES + (self.kw - 1) / sx + 1;
-        let columns = g.columns((h, w), self.pads, sx, width)?;
+        let width = self.plane_width(ow);
+        let columns = g.columns((h, w), self.pads, self.stride.1, width)?;
         let src = x.f32s()?;
         let channels_last = x.layout == Layout::ChannelsLast;
-        let mut data = pool.take(cin * hp * sx * width, 0.0);
+        Ok(self.fill_planes(hp, width, pool, |ci, row, phases| {
+            let shape = (cin, h, w);
+            g.row(
+                src,
+                channels_last,
+                shape,
+                (ci, row),
+                &columns,
+                self.pads,
+                phases,
+            )
+        }))
+    }
+
+    /// Values per phase-plane row: the output's groups of eight and the kernel's reach.
+    fn plane_width(&self, ow: usize) -> usize {
+        ow.div_ceil(LANES) * LANES + (self.kw - 1) / self.stride.1 + 1
+    }
+
+    /// Phase planes of `rows` rows of `width`, zeros filled by `row(ci, row, phases)`.
+    fn fill_planes(
+        &self,
+        rows: usize,
+        width: usize,
+        pool: &Pool,
+        row: impl Fn(usize, usize, &mut [f32]) + Sync,
+    ) -> Planes {
+        let sx = self.stride.1;
+        let mut data = pool.take(self.cin * rows * sx * width, 0.0);
         data.par_chunks_mut(sx * width)
             .enumerate()
-            .for_each(|(i, phases)| {
-                g.row(
-                    src,
-                    channels_last,
-                    (cin, h, w),
-                    (i / hp, i % hp),
-                    &columns,
-                    self.pads,
-                    phases,
-                )
-            });
-        Ok(Planes {
+            .for_each(|(i, phases)| row(i / rows, i % rows, phases));
+        Planes {
             data,
-            rows: hp,
+            rows,
             phases: sx,
             width,
-        })
+        }
     }
 
     /// The phase planes of `x` (either storage), with room for the last group of eight.
@@ -273,46 +290,36 @@ impl Conv {
         let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
         let [top, left, ..] = self.pads;
         let sx = self.stride.1;
-        let width = ow.div_ceil(LANES) * LANES + (self.kw - 1) / sx + 1;
+        let width = self.plane_width(ow);
         let src = x.f32s()?;
         let channels_last = x.layout == Layout::ChannelsLast;
-        let mut data = pool.take(cin * hp * sx * width, 0.0);
-        data.par_chunks_mut(sx * width)
-            .enumerate()
-            .for_each(|(i, phases)| {
-                let (ci, row) = (i / hp, i % hp);
-                let Some(y) = row.checked_sub(top).filter(|&y| y < h) else {
-                    return; // a padding row: zeros
-                };
-                for (p, dst) in phases.chunks_mut(width).enumerate() {
-                    // dst[xq] is input column xq·sx + p − left, for the xq where that exists.
-                    let first = left.saturating_sub(p).div_ceil(sx);
-                    let columns = (first..width)
-                        .map(|xq| xq * sx + p - left)
-                        .take_while(|&x| x < w);
-                    if channels_last {
-                        for (d, x) in dst[first..].iter_mut().zip(columns) {
-                            *d = src[(y * w + x) * cin + ci];
-                        }
+        Ok(self.fill_planes(hp, width, pool, |ci, row, phases| {
+            let Some(y) = row.checked_sub(top).filter(|&y| y < h) else {
+                return; // a padding row: zeros
+            };
+            for (p, dst) in phases.chunks_mut(width).enumerate() {
+                // dst[xq] is input column xq·sx + p − left, for the xq where that exists.
+                let first = left.saturating_sub(p).div_ceil(sx);
+                let columns = (first..width)
+                    .map(|xq| xq * sx + p - left)
+                    .take_while(|&x| x < w);
+                if channels_last {
+                    for (d, x) in dst[first..].iter_mut().zip(columns) {
+                        *d = src[(y * w + x) * cin + ci];
+                    }
+                } else {
+                    let line = &src[(ci * h + y) * w..][..w];
+                    if sx == 1 {
+                        let n = w.min(width - first);
+                        dst[first..first + n].copy_from_slice(&line[first + p - left..][..n]);
                     } else {
-                        let line = &src[(ci * h + y) * w..][..w];
-                        if sx == 1 {
-                            let n = w.min(width - first);
-                            dst[first..first + n].copy_from_slice(&line[first + p - left..][..n]);
-                        } else {
-                            for (d, x) in dst[first..].iter_mut().zip(columns) {
-                                *d = line[x];
-                            }
+                        for (d, x) in dst[first..].iter_mut().zip(columns) {
+                            *d = line[x];
                         }
                     }
                 }
-            });
-        Ok(Planes {
-            data,
-            rows: hp,
-            phases: sx,
-            width,
-        })
+            }
+        }))
     }
 
     /// Output row `oy` of a block of channels (`outs`: one row per channel of the block).
