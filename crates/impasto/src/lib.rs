@@ -71,7 +71,7 @@
 //!   warping, the consistency check, the temporal loss, frames through ffmpeg, flicker.
 //! - [`color`]: colour preservation (luminance-only transfer, colour histogram matching).
 //! - `instant` (feature `instant`, on by default): feed-forward stylisation in under a second
-//!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) through tract.
+//!   (Ghiasi et al.'s arbitrary network and 26 built-in styles) on impasto's own ONNX runner.
 //!
 //! # The engine's pieces
 //!
