@@ -17,7 +17,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::ops::{self, Binary, Unary};
+use super::ops::{self, Binary, ChannelFakeQuantize, Unary};
 use super::pool::Pool;
 use super::value::{Data, Layout, Value, R};
 use super::{Arg, Op, Source, Step};
@@ -65,17 +65,6 @@ pub(super) struct Chain {
     original: Option<Box<Step>>,
 }
 
-/// `x op y` as the node-by-node ops compute it.
-#[inline]
-fn apply(op: Binary, x: f32, y: f32) -> f32 {
-    match op {
-        Binary::Add => x + y,
-        Binary::Sub => x - y,
-        Binary::Mul => x * y,
-        Binary::Div => x / y,
-    }
-}
-
 /// A link's operand as the fast path reads it.
 enum Other<'a> {
     Scalar(f32),
@@ -87,11 +76,7 @@ enum Other<'a> {
 
 /// A link with its operands resolved for the fast path.
 enum Ready<'a> {
-    FakeQuantize {
-        recip: Vec<f32>,
-        scale: Vec<f32>,
-        zero: Vec<f32>,
-    },
+    FakeQuantize(ChannelFakeQuantize),
     Unary(Unary),
     Clip(f32, f32),
     Binary {
@@ -107,15 +92,10 @@ impl Ready<'_> {
     /// Runs over `v`, the values at `offset..` of the chain's value, all in channel `channel`.
     fn run(&self, v: &mut [f32], channel: usize, offset: usize) {
         match self {
-            Ready::FakeQuantize { recip, scale, zero } => {
-                let k = if scale.len() == 1 { 0 } else { channel };
-                let (r, s, z) = (recip[k], scale[k], zero[k]);
-                v.iter_mut()
-                    .for_each(|e| *e = ops::fake_quantize_one(*e, r, s, z));
-            }
+            Ready::FakeQuantize(q) => q.over(v, channel),
             Ready::Unary(op) => op.over(v),
             Ready::Clip(lo, hi) => v.iter_mut().for_each(|e| *e = e.max(*lo).min(*hi)),
-            Ready::WithItself(op) => v.iter_mut().for_each(|e| *e = apply(*op, *e, *e)),
+            Ready::WithItself(op) => v.iter_mut().for_each(|e| *e = op.apply(*e, *e)),
             Ready::Pow(p) if *p == 2.0 => v.iter_mut().for_each(|e| *e *= *e),
             Ready::Pow(p) => v.iter_mut().for_each(|e| *e = e.powf(*p)),
             Ready::Binary {
@@ -250,19 +230,13 @@ impl Chain {
                 Link::FakeQuantize { axis, scale, zero } => {
                     let scale = get(*scale)?.as_f32_vec();
                     let zero = match zero {
-                        Some(z) => get(*z)?.as_f32_vec(),
-                        None => vec![0.0; scale.len()],
+                        Some(z) => Some(get(*z)?.as_f32_vec()),
+                        None => None,
                     };
                     let channel_axis = *axis == 1 || *axis == -3;
-                    if zero.len() != scale.len()
-                        || !(scale.len() == 1 || (scale.len() == c && channel_axis))
-                    {
-                        return Ok(None);
-                    }
-                    Ready::FakeQuantize {
-                        recip: scale.iter().map(|s| s.recip()).collect(),
-                        scale,
-                        zero,
+                    match ChannelFakeQuantize::new(scale, zero, c, channel_axis) {
+                        Some(q) => Ready::FakeQuantize(q),
+                        None => return Ok(None),
                     }
                 }
                 Link::Unary(op) => Ready::Unary(*op),
@@ -323,7 +297,7 @@ impl Chain {
                 }
                 Link::WithItself(op) => {
                     let op = *op;
-                    ops::unary(x, move |v| apply(op, v, v))?
+                    ops::unary(x, move |v| op.apply(v, v))?
                 }
                 Link::Pow { exponent } => super::shapes::pow(x, get(*exponent)?)?,
                 Link::Binary {

@@ -8,26 +8,9 @@
 
 use std::collections::HashMap;
 
-use super::ops::{self, PadMode};
+use super::ops::{ChannelFakeQuantize, PadMode};
 use super::value::{Value, R};
 use super::{Op, Source, Step};
-
-/// A per-tensor or per-channel QuantizeLinear → DequantizeLinear.
-#[derive(Clone, Debug)]
-struct FakeQuantize {
-    recip: Vec<f32>,
-    scale: Vec<f32>,
-    zero: Vec<f32>,
-}
-
-impl FakeQuantize {
-    fn over(&self, v: &mut [f32], channel: usize) {
-        let k = if self.scale.len() == 1 { 0 } else { channel };
-        let (r, s, z) = (self.recip[k], self.scale[k], self.zero[k]);
-        v.iter_mut()
-            .for_each(|e| *e = ops::fake_quantize_one(*e, r, s, z));
-    }
-}
 
 /// The upsampling, padding and quantisation between a convolution's input and what it
 /// convolves.
@@ -39,7 +22,7 @@ pub(super) struct Gather {
     /// zero padding.
     pad: Option<(PadMode, [usize; 4])>,
     /// Applied in order to every value (they commute with the copying).
-    quantize: Vec<FakeQuantize>,
+    quantize: Vec<ChannelFakeQuantize>,
 }
 
 /// Where padded index `i` (of `before + n·factor + after`) reads, in the unpadded,
@@ -186,25 +169,16 @@ pub(super) fn fuse(steps: Vec<Step>, consts: &[Value], output: Source) -> Vec<St
             let ok = match &st.op {
                 Op::FakeQuantize { axis } => {
                     let scale = konst(st.inputs.get(1)).map(Value::as_f32_vec);
+                    // Absent: zeros; not constant: no fusion.
                     let zero = match st.inputs.get(2) {
-                        None | Some(Source::Absent) => scale.as_ref().map(|s| vec![0.0; s.len()]),
-                        z => konst(z).map(Value::as_f32_vec),
+                        None | Some(Source::Absent) => Some(None),
+                        z => konst(z).map(|v| Some(v.as_f32_vec())),
                     };
-                    match (scale, zero) {
-                        (Some(scale), Some(zero))
-                            if zero.len() == scale.len()
-                                && (scale.len() == 1
-                                    || (scale.len() == conv.in_channels() && *axis == 1)) =>
-                        {
-                            gather.quantize.push(FakeQuantize {
-                                recip: scale.iter().map(|s| s.recip()).collect(),
-                                scale,
-                                zero,
-                            });
-                            true
-                        }
-                        _ => false,
-                    }
+                    let channels = conv.in_channels();
+                    let q = scale.zip(zero).and_then(|(scale, zero)| {
+                        ChannelFakeQuantize::new(scale, zero, channels, *axis == 1)
+                    });
+                    q.map(|q| gather.quantize.push(q)).is_some()
                 }
                 // Walking backwards, the pad comes before the upsampling (or there is none).
                 Op::Pad(mode) if gather.pad.is_none() && gather.up == (1, 1) => {
@@ -278,13 +252,13 @@ pub(super) fn explicit(x: &Value, g: &Gather) -> R<Value> {
     use super::value::Data;
     let pool = Pool::default();
     let mut v = if g.up != (1, 1) {
-        ops::upsample(x, [1, 1, g.up.0, g.up.1], &pool)?
+        super::ops::upsample(x, [1, 1, g.up.0, g.up.1], &pool)?
     } else {
         x.clone()
     };
     if let Some((mode, [t, l, b, r])) = g.pad {
         let pads = [0, 0, t as i64, l as i64, 0, 0, b as i64, r as i64];
-        v = ops::pad(&v, &pads, mode, 0.0, &pool)?;
+        v = super::ops::pad(&v, &pads, mode, 0.0, &pool)?;
     }
     let mut v = v.into_logical();
     let c = v.shape[1];
@@ -302,11 +276,8 @@ pub(super) fn explicit(x: &Value, g: &Gather) -> R<Value> {
 #[cfg(test)]
 impl Gather {
     pub(super) fn for_test(up: (usize, usize), pad: Option<(PadMode, [usize; 4])>) -> Gather {
-        let q = |s: f32, z: f32| FakeQuantize {
-            recip: vec![s.recip()],
-            scale: vec![s],
-            zero: vec![z],
-        };
+        let q =
+            |s: f32, z: f32| ChannelFakeQuantize::new(vec![s], Some(vec![z]), 1, false).unwrap();
         Gather {
             up,
             pad,

@@ -76,6 +76,20 @@ pub(super) enum Binary {
     Div,
 }
 
+impl Binary {
+    /// `x op y` for one pair of values (the passes over many write one loop per operator, so
+    /// that each vectorises).
+    #[inline]
+    pub fn apply(self, x: f32, y: f32) -> f32 {
+        match self {
+            Binary::Add => x + y,
+            Binary::Sub => x - y,
+            Binary::Mul => x * y,
+            Binary::Div => x / y,
+        }
+    }
+}
+
 /// How element i of a binary op's bigger operand finds its partner in the smaller one.
 #[derive(Clone, Copy)]
 enum Pairing {
@@ -118,13 +132,12 @@ pub(super) fn binary(op: Binary, mut big: Value, small: &Value, reversed: bool) 
         }
     } else if big.len() <= 1 << 20 {
         // Other broadcasts (the 26-style network's style blend) are of small values.
-        let f = move |x: f32, y: f32| match (op, reversed) {
-            (Binary::Add, _) => x + y,
-            (Binary::Mul, _) => x * y,
-            (Binary::Sub, false) => x - y,
-            (Binary::Sub, true) => y - x,
-            (Binary::Div, false) => x / y,
-            (Binary::Div, true) => y / x,
+        let f = move |x: f32, y: f32| {
+            if reversed {
+                op.apply(y, x)
+            } else {
+                op.apply(x, y)
+            }
         };
         return super::shapes::broadcast(f, big, small).map_err(|e| format!("{op:?}: {e}"));
     } else {
@@ -220,6 +233,43 @@ impl Params {
     fn at(&self, i: usize) -> (f32, f32) {
         let k = (i / self.inner) % self.dim;
         (self.scale[k], self.zero[k])
+    }
+}
+
+/// A QuantizeLinear → DequantizeLinear with constant parameters over the channels of a
+/// `[1, C, H, W]` value, per tensor or per channel, applied to runs of one channel's values
+/// (by the fused chains and the convolutions' gathered inputs).
+#[derive(Clone, Debug)]
+pub(super) struct ChannelFakeQuantize {
+    recip: Vec<f32>,
+    scale: Vec<f32>,
+    zero: Vec<f32>,
+}
+
+impl ChannelFakeQuantize {
+    /// From the scales and zero points (none: zeros); `None` unless there is one of each, or
+    /// one per channel of `channels` along the channel axis (`channel_axis`).
+    pub fn new(
+        scale: Vec<f32>,
+        zero: Option<Vec<f32>>,
+        channels: usize,
+        channel_axis: bool,
+    ) -> Option<Self> {
+        let zero = zero.unwrap_or_else(|| vec![0.0; scale.len()]);
+        let fits = scale.len() == 1 || (scale.len() == channels && channel_axis);
+        (zero.len() == scale.len() && fits).then(|| ChannelFakeQuantize {
+            recip: scale.iter().map(|s| s.recip()).collect(),
+            scale,
+            zero,
+        })
+    }
+
+    /// Over `v`, values of channel `channel`.
+    pub fn over(&self, v: &mut [f32], channel: usize) {
+        let k = if self.scale.len() == 1 { 0 } else { channel };
+        let (r, s, z) = (self.recip[k], self.scale[k], self.zero[k]);
+        v.iter_mut()
+            .for_each(|e| *e = fake_quantize_one(*e, r, s, z));
     }
 }
 
