@@ -100,6 +100,8 @@ pub(crate) struct NativeGraph {
     last_use: Vec<usize>,
     slots: usize,
     name: String,
+    /// The last run's idle buffers, for the next run (see [`Pool`]).
+    spare: std::sync::Mutex<Option<Pool>>,
 }
 
 fn attr<'a>(node: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -267,6 +269,7 @@ impl NativeGraph {
             last_use,
             slots,
             name,
+            spare: Default::default(),
         })
     }
 
@@ -291,7 +294,10 @@ impl NativeGraph {
             }
             slots[slot] = Some(Value::new(shape.clone(), Data::F32(data.to_vec())));
         }
-        let pool = Pool::default();
+        let pool = (self.spare.lock())
+            .map(|mut s| s.take())
+            .unwrap_or_default()
+            .unwrap_or_default();
         for (i, step) in self.steps.iter().enumerate() {
             let value = run_step(step, &mut slots, &self.consts, (i, &self.last_use), &pool)
                 .map_err(|e| fail(format!("{}: {e}", step.name)))?;
@@ -314,6 +320,9 @@ impl NativeGraph {
         }
         .ok_or_else(|| fail("no output".into()))?
         .into_logical();
+        if let Ok(mut spare) = self.spare.lock() {
+            *spare = Some(pool);
+        }
         let shape = out.shape.clone();
         match out.data {
             Data::F32(v) => Ok((shape, v)),
