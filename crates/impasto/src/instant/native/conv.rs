@@ -2,8 +2,10 @@
 //! network's few-channel layers (3 to 32 channels, 9×9 and 3×3 kernels). A GEMM formulation
 //! (impasto's VGG convolution, or tract's im2col) wastes most of its time there packing
 //! patches and filling 6- or 16-wide tiles with 3 or 8 output channels; here each output row is
-//! computed directly, eight pixels at a time: for every input channel and kernel tap, one
-//! contiguous load of eight inputs and one multiply-add per output channel into registers.
+//! computed directly, a vector of pixels at a time: for every input channel and kernel tap, one
+//! contiguous load of inputs and one multiply-add per output channel into registers. The
+//! kernel is chosen at run time ([`Kernel`]): AVX-512 (sixteen pixels, [`avx512`]), AVX2
+//! (eight), or plain Rust; the vector kernels sum in the same order and give the same bits.
 //!
 //! The input is first copied into *phase planes*: per channel and row, the columns split by
 //! their remainder modulo the stride (so a stride-2 tap also reads contiguous pixels), with the
@@ -12,14 +14,22 @@
 
 use rayon::prelude::*;
 
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
 use super::gather::Gather;
 use super::pool::Pool;
 use super::value::{Data, Layout, Value, R};
 
 /// Output pixels computed together: one 8-lane (AVX2) vector per output channel.
 const LANES: usize = 8;
+/// The widest kernel's vector (AVX-512's sixteen lanes): the phase planes hold a whole last
+/// vector of them.
+const WIDEST: usize = 16;
 /// Output pixels a task computes at least (whole rows).
 const TASK_PIXELS: usize = 2048;
+/// Tasks a convolution is split into at least, where it has enough blocks of channels.
+const MIN_TASKS: usize = 8;
 /// Output channels per pass over the input: 8 accumulator vectors plus an input vector and a
 /// broadcast weight fit the 16 AVX2 registers.
 const BLOCK: usize = 8;
@@ -50,11 +60,16 @@ struct Planes {
     width: usize,
 }
 
+/// A run of blocks, the first output row, and each of the blocks' channels' rows from there.
+type Task<'a> = (&'a [Block], usize, Vec<&'a mut [f32]>);
+
 /// Consecutive output channels of one group, computed together.
 struct Block {
     /// The group's first input channel and the block's first output channel.
     ci0: usize,
     co0: usize,
+    /// Output channels (up to [`BLOCK`]).
+    channels: usize,
     /// `[ci in group][ky][kx][co in block]`.
     weights: Vec<f32>,
 }
@@ -103,6 +118,7 @@ impl Conv {
                 blocks.push(Block {
                     ci0: g * group_in,
                     co0: c0,
+                    channels: n,
                     weights: block,
                 });
             }
@@ -166,6 +182,11 @@ impl Conv {
     }
 
     pub fn run(&self, x: &Value, pool: &Pool) -> R<Value> {
+        self.run_with(x, pool, Kernel::best())
+    }
+
+    /// [`Conv::run`] with the given kernel (tests compare them).
+    fn run_with(&self, x: &Value, pool: &Pool, kernel: Kernel) -> R<Value> {
         if x.shape.len() != 4 || x.shape[0] != 1 || x.shape[1] != self.cin {
             return Err(format!(
                 "Conv of {} input channels on shape {:?}",
@@ -190,32 +211,46 @@ impl Conv {
         let (sy, sx) = self.stride;
         let (oh, ow) = ((hp - self.kh) / sy + 1, (wp - self.kw) / sx + 1);
         let planes = self.planes(x, hp, ow, pool)?;
-        let mut out = pool.take(self.cout * oh * ow, 0.0);
+        // Every output value is written by the kernels.
+        let mut out = pool.take_overwritten(self.cout * oh * ow);
         let plane = oh * ow;
         // Tasks: a few output rows (at least TASK_PIXELS pixels, so that the small maps of the
-        // style predictor are not thousands of tiny tasks) of one block of channels (its rows
-        // lie a plane apart). The blocks cover the output channels in order.
+        // style predictor are not thousands of tiny tasks) of a run of blocks of channels (a
+        // channel's rows lie a plane apart). A task computes each of its rows for all its
+        // blocks before the next row, so the blocks read the same phase-plane rows while they
+        // are in the cache; the blocks are split among tasks only where there are too few rows
+        // to keep the threads busy.
         let rows_per_task = TASK_PIXELS.div_ceil(ow.max(1)).max(1);
-        let mut tasks: Vec<(usize, usize, Vec<&mut [f32]>)> = Vec::new();
+        let row_tasks = oh.div_ceil(rows_per_task);
+        let runs = MIN_TASKS
+            .div_ceil(row_tasks.max(1))
+            .clamp(1, self.blocks.len());
+        let blocks_per_run = self.blocks.len().div_ceil(runs);
+        let mut tasks: Vec<Task> = Vec::new();
         let mut rest = &mut out[..];
-        for (b, block) in self.blocks.iter().enumerate() {
-            let n = block.weights.len() / (self.group_in * self.kh * self.kw);
-            let (block_out, after) = rest.split_at_mut(n * plane);
+        for blocks in self.blocks.chunks(blocks_per_run) {
+            let n: usize = blocks.iter().map(|b| b.channels).sum();
+            let (run_out, after) = rest.split_at_mut(n * plane);
             rest = after;
-            let mut channels: Vec<_> = (block_out.chunks_mut(plane))
+            let mut channels: Vec<_> = (run_out.chunks_mut(plane))
                 .map(|c| c.chunks_mut(rows_per_task * ow))
                 .collect();
             for y0 in (0..oh).step_by(rows_per_task) {
                 let parts = channels.iter_mut().filter_map(Iterator::next).collect();
-                tasks.push((b, y0, parts));
+                tasks.push((blocks, y0, parts));
             }
         }
-        tasks.into_par_iter().for_each(|(b, y0, mut parts)| {
+        tasks.into_par_iter().for_each(|(blocks, y0, mut parts)| {
             let rows = parts.first().map_or(0, |p| p.len() / ow.max(1));
             for r in 0..rows {
-                let mut outs: Vec<&mut [f32]> =
-                    parts.iter_mut().map(|p| &mut p[r * ow..][..ow]).collect();
-                self.row(&planes, &self.blocks[b], y0 + r, &mut outs);
+                let mut rest = &mut parts[..];
+                for block in blocks {
+                    let (mine, after) = rest.split_at_mut(block.channels);
+                    rest = after;
+                    let mut outs: Vec<&mut [f32]> =
+                        mine.iter_mut().map(|p| &mut p[r * ow..][..ow]).collect();
+                    self.row(&planes, block, y0 + r, &mut outs, kernel);
+                }
             }
         });
         // The planes' buffer (as big as the input, or four times with an upsampling) goes back
@@ -258,7 +293,7 @@ impl Conv {
 
     /// Values per phase-plane row: the output's groups of eight and the kernel's reach.
     fn plane_width(&self, ow: usize) -> usize {
-        ow.div_ceil(LANES) * LANES + (self.kw - 1) / self.stride.1 + 1
+        ow.div_ceil(WIDEST) * WIDEST + (self.kw - 1) / self.stride.1 + 1
     }
 
     /// Phase planes of `rows` rows of `width`, zeros filled by `row(ci, row, phases)`.
@@ -270,10 +305,14 @@ impl Conv {
         row: impl Fn(usize, usize, &mut [f32]) + Sync,
     ) -> Planes {
         let sx = self.stride.1;
-        let mut data = pool.take(self.cin * rows * sx * width, 0.0);
+        // Each row is zeroed while it is in the cache, before `row` fills what it reads.
+        let mut data = pool.take_overwritten(self.cin * rows * sx * width);
         data.par_chunks_mut(sx * width)
             .enumerate()
-            .for_each(|(i, phases)| row(i / rows, i % rows, phases));
+            .for_each(|(i, phases)| {
+                phases.fill(0.0);
+                row(i / rows, i % rows, phases)
+            });
         Planes {
             data,
             rows,
@@ -323,13 +362,19 @@ impl Conv {
     }
 
     /// Output row `oy` of a block of channels (`outs`: one row per channel of the block).
-    fn row(&self, planes: &Planes, block: &Block, oy: usize, outs: &mut [&mut [f32]]) {
+    fn row(
+        &self,
+        planes: &Planes,
+        block: &Block,
+        oy: usize,
+        outs: &mut [&mut [f32]],
+        kernel: Kernel,
+    ) {
         let bias = &self.bias[block.co0..][..outs.len()];
-        let (w, ci0) = (&block.weights[..], block.ci0);
         macro_rules! dispatch {
             ($($n:literal)*) => {
                 match outs.len() {
-                    $($n => self.row_n::<$n>(planes, (w, ci0), oy, outs, bias),)*
+                    $($n => self.row_n::<$n>(planes, block, oy, outs, bias, kernel),)*
                     n => unreachable!("a block of {n} output channels"),
                 }
             };
@@ -340,17 +385,22 @@ impl Conv {
     fn row_n<const N: usize>(
         &self,
         planes: &Planes,
-        (w, ci0): (&[f32], usize),
+        block: &Block,
         oy: usize,
         outs: &mut [&mut [f32]],
         bias: &[f32],
+        kernel: Kernel,
     ) {
-        #[cfg(target_arch = "x86_64")]
-        if avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.row_avx2::<N>(planes, (w, ci0), oy, outs, bias) };
+        let (w, ci0) = (&block.weights[..], block.ci0);
+        match kernel {
+            // SAFETY: Kernel::best chose it because the CPU has AVX-512F.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { self.row_avx512::<N>(planes, block, oy, outs, bias) },
+            // SAFETY: Kernel::best chose it because the CPU has AVX2 and FMA.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { self.row_avx2::<N>(planes, (w, ci0), oy, outs, bias) },
+            Kernel::Plain => self.row_with::<N>(planes, (w, ci0), oy, outs, bias),
         }
-        self.row_with::<N>(planes, (w, ci0), oy, outs, bias)
     }
 
     /// The kernel with AVX2 vectors: for each group of eight output pixels, `N` accumulators
@@ -512,10 +562,53 @@ impl Conv {
     }
 }
 
-/// Whether the kernel can run as AVX2 + FMA code (the crate is compiled for baseline x86-64).
-#[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+/// The convolution kernels, by instruction set; the CPU's best is chosen at run time (the crate
+/// is compiled for baseline x86-64). The vector kernels give the same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kernel {
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    Plain,
+}
+
+impl Kernel {
+    /// The widest the CPU runs; `IMPASTO_NO_AVX512` set in the environment passes over AVX-512
+    /// (to compare the two on one machine).
+    fn best() -> Kernel {
+        static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                let avx512 = std::is_x86_feature_detected!("avx512f")
+                    && std::env::var_os("IMPASTO_NO_AVX512").is_none();
+                if avx512 {
+                    return Kernel::Avx512;
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    return Kernel::Avx2;
+                }
+            }
+            Kernel::Plain
+        })
+    }
+
+    /// The ones this CPU can run.
+    #[cfg(test)]
+    fn available() -> Vec<Kernel> {
+        let mut all = vec![Kernel::Plain];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                all.push(Kernel::Avx2);
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                all.push(Kernel::Avx512);
+            }
+        }
+        all
+    }
 }
 
 #[cfg(test)]
@@ -691,19 +784,66 @@ mod tests {
                 &[p as i64; 4],
             )
             .unwrap();
-            let got = conv
-                .run(
-                    &Value::new(vec![1, cin, h, w], Data::F32(x)),
-                    &Pool::default(),
+            let x = Value::new(vec![1, cin, h, w], Data::F32(x));
+            for kernel in Kernel::available() {
+                let got = conv.run_with(&x, &Pool::default(), kernel).unwrap();
+                assert_eq!(got.shape, [1, cout, oh, ow]);
+                let got = got.into_logical();
+                for (g, w) in got.f32s().unwrap().iter().zip(&want) {
+                    assert!(
+                        (g - w).abs() < 1e-4 * (1.0 + w.abs()),
+                        "{kernel:?} {cin}→{cout} k{k} s{s}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// The AVX2 and AVX-512 kernels sum in the same order, so the kernel the CPU picks changes
+    /// no bit of the result (and no quantisation step after it): every block size from 1 to 8
+    /// output channels, wide and single vectors and masked tails, both strides.
+    #[test]
+    fn the_vector_kernels_give_the_same_bits() {
+        let vector: Vec<Kernel> = (Kernel::available().into_iter())
+            .filter(|&k| k != Kernel::Plain)
+            .collect();
+        if vector.len() < 2 {
+            eprintln!("this CPU runs {vector:?}: nothing to compare");
+            return;
+        }
+        let pool = Pool::default();
+        for cout in (1..=8).chain([11, 32]) {
+            for &(cin, k, s, w) in &[(3, 9, 1, 121), (8, 3, 2, 100), (5, 3, 1, 37), (4, 1, 1, 16)] {
+                let h = 7 + k;
+                let x: Vec<f32> = (0..cin * h * w)
+                    .map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0)
+                    .collect();
+                let wt: Vec<f32> = (0..cout * cin * k * k)
+                    .map(|i| ((i * 53 % 89) as f32 - 44.0) / 31.0)
+                    .collect();
+                let bias: Vec<f32> = (0..cout).map(|i| i as f32 * 0.37 - 1.0).collect();
+                let conv = Conv::new(
+                    &Value::new(vec![cout, cin, k, k], Data::F32(wt)),
+                    Some(&Value::new(vec![cout], Data::F32(bias))),
+                    1,
+                    &[s as i64, s as i64],
+                    &[1, 1, 1, 1],
                 )
                 .unwrap();
-            assert_eq!(got.shape, [1, cout, oh, ow]);
-            let got = got.into_logical();
-            for (g, w) in got.f32s().unwrap().iter().zip(&want) {
-                assert!(
-                    (g - w).abs() < 1e-4 * (1.0 + w.abs()),
-                    "{cin}→{cout} k{k} s{s}: {g} vs {w}"
-                );
+                let x = Value::new(vec![1, cin, h, w], Data::F32(x));
+                let runs: Vec<Vec<u32>> = (vector.iter())
+                    .map(|&kernel| {
+                        let y = conv.run_with(&x, &pool, kernel).unwrap();
+                        y.f32s().unwrap().iter().map(|v| v.to_bits()).collect()
+                    })
+                    .collect();
+                for (kernel, run) in vector.iter().zip(&runs).skip(1) {
+                    assert!(
+                        run == &runs[0],
+                        "{kernel:?} against {:?}: {cin}→{cout} k{k} s{s} on {h}×{w}",
+                        vector[0]
+                    );
+                }
             }
         }
     }

@@ -1,0 +1,134 @@
+//! [`Conv`]'s kernel with AVX-512 vectors, chosen at run time where the CPU has AVX-512F.
+//!
+//! The same sums as the AVX2 kernel, in the same order (for each output pixel: zero, then one
+//! fused multiply-add per input channel and tap, then the bias), so both give the same bits;
+//! what differs is the width (sixteen pixels per vector) and the blocking: the 32 registers
+//! hold `N` output channels × `G` vectors of pixels (up to 24 accumulators), so each input load
+//! feeds `N` multiply-adds and each weight (an embedded broadcast) feeds `G`.
+
+use std::arch::x86_64::*;
+
+use super::{Block, Conv, Planes};
+
+/// Pixels per vector.
+pub(super) const LANES: usize = 16;
+
+impl Conv {
+    /// Output row `oy` of a block of `N` channels.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F (checked by the caller at run time).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn row_avx512<const N: usize>(
+        &self,
+        planes: &Planes,
+        block: &Block,
+        oy: usize,
+        outs: &mut [&mut [f32]],
+        bias: &[f32],
+    ) {
+        let ow = outs[0].len();
+        let (kh, kw, (sy, sx)) = (self.kh, self.kw, self.stride);
+        // What makes the unchecked reads below in bounds: every line holds the last vector at
+        // its furthest tap, the rows exist, and the block has all its weights.
+        assert!(planes.width >= ow.div_ceil(LANES) * LANES + (kw - 1) / sx);
+        assert!(oy * sy + kh <= planes.rows && planes.phases == sx);
+        assert!(planes.data.len() == self.cin * planes.rows * sx * planes.width);
+        assert!(block.weights.len() >= self.group_in * kh * kw * N);
+        assert!(bias.len() >= N && outs.len() == N);
+        assert!(block.ci0 + self.group_in <= self.cin);
+        // Where tap kx reads in its row's phase planes, relative to the row's first plane:
+        // computed once, so the inner loop does no division.
+        let offsets: Vec<usize> = (0..kw)
+            .map(|kx| (kx % sx) * planes.width + kx / sx)
+            .collect();
+        let o = &offsets[..];
+        // Accumulators: as many as fit beside the G input vectors (and enough to hide the
+        // multiply-add's latency when N is small).
+        match N {
+            1 => self.span::<N, 8>(planes, block, (oy, o), outs, bias),
+            2..=4 => self.span::<N, 6>(planes, block, (oy, o), outs, bias),
+            5 | 6 => self.span::<N, 4>(planes, block, (oy, o), outs, bias),
+            _ => self.span::<N, 3>(planes, block, (oy, o), outs, bias),
+        }
+    }
+
+    /// The row in steps of `G` vectors, then single (the last one masked) vectors.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn span<const N: usize, const G: usize>(
+        &self,
+        planes: &Planes,
+        block: &Block,
+        at: (usize, &[usize]),
+        outs: &mut [&mut [f32]],
+        bias: &[f32],
+    ) {
+        let ow = outs[0].len();
+        let mut x0 = 0;
+        while x0 + G * LANES <= ow {
+            // SAFETY: as asserted by row_avx512, for vectors ending at or before ow.
+            unsafe { self.tile::<N, G>(planes, block, at, x0, 0xffff, outs, bias) };
+            x0 += G * LANES;
+        }
+        while x0 < ow {
+            let valid = LANES.min(ow - x0);
+            let mask = (((1u32 << valid) - 1) & 0xffff) as u16;
+            // SAFETY: as asserted by row_avx512; the store is masked to the row.
+            unsafe { self.tile::<N, 1>(planes, block, at, x0, mask, outs, bias) };
+            x0 += LANES;
+        }
+    }
+
+    /// `N` channels × `G` vectors of output pixels from column `x0`; the last vector's store
+    /// keeps the lanes in `last_mask`.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn tile<const N: usize, const G: usize>(
+        &self,
+        planes: &Planes,
+        block: &Block,
+        (oy, offsets): (usize, &[usize]),
+        x0: usize,
+        last_mask: u16,
+        outs: &mut [&mut [f32]],
+        bias: &[f32],
+    ) {
+        let (kh, kw, (sy, sx)) = (self.kh, self.kw, self.stride);
+        let taps = kh * kw;
+        let data = planes.data.as_ptr();
+        let mut acc = [[_mm512_setzero_ps(); G]; N];
+        for ci in 0..self.group_in {
+            for ky in 0..kh {
+                let row = ((block.ci0 + ci) * planes.rows + oy * sy + ky) * sx * planes.width;
+                // SAFETY (all reads): the row exists and x0 + offset + G·16 stays inside its
+                // phase plane; the weights of (ci, ky) are in the block (asserted by
+                // row_avx512).
+                let line = unsafe { data.add(row + x0) };
+                let mut wk = unsafe { block.weights.as_ptr().add((ci * taps + ky * kw) * N) };
+                for &off in offsets {
+                    let at = unsafe { line.add(off) };
+                    let mut xv = [_mm512_setzero_ps(); G];
+                    for (g, v) in xv.iter_mut().enumerate() {
+                        *v = unsafe { _mm512_loadu_ps(at.add(g * LANES)) };
+                    }
+                    for (n, a) in acc.iter_mut().enumerate() {
+                        let w = _mm512_set1_ps(unsafe { *wk.add(n) });
+                        for (a, &x) in a.iter_mut().zip(&xv) {
+                            *a = _mm512_fmadd_ps(w, x, *a);
+                        }
+                    }
+                    wk = unsafe { wk.add(N) };
+                }
+            }
+        }
+        for ((out, a), &b) in outs.iter_mut().zip(&acc).zip(bias) {
+            let b = _mm512_set1_ps(b);
+            for (g, &a) in a.iter().enumerate() {
+                let mask = if g + 1 == G { last_mask } else { 0xffff };
+                let sum = _mm512_add_ps(a, b);
+                // SAFETY: the masked lanes lie inside the row (`span` builds the mask).
+                unsafe { _mm512_mask_storeu_ps(out.as_mut_ptr().add(x0 + g * LANES), mask, sum) };
+            }
+        }
+    }
+}
