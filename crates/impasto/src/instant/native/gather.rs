@@ -79,7 +79,26 @@ impl Gather {
                 }
             } else {
                 let line = &src[(ci * h + y) * w..][..w];
-                for (d, &x) in dst.iter_mut().zip(&cols.x) {
+                let (lo, hi) = cols.run;
+                for (d, &x) in (dst.iter_mut().zip(&cols.x)).take(lo) {
+                    *d = line[x as usize];
+                }
+                // The stretch without upsampling or mirroring: a copy of every column or of
+                // every other one, without the table.
+                if hi > lo {
+                    let from = cols.x[lo] as usize;
+                    match cols.step {
+                        1 => dst[lo..hi].copy_from_slice(&line[from..][..hi - lo]),
+                        2 => {
+                            let pairs = line[from..][..2 * (hi - lo) - 1].chunks(2);
+                            for (d, pair) in dst[lo..hi].iter_mut().zip(pairs) {
+                                *d = pair[0];
+                            }
+                        }
+                        _ => unreachable!("Columns::run is only set for steps 1 and 2"),
+                    }
+                }
+                for (d, &x) in (dst.iter_mut().zip(&cols.x)).skip(hi) {
                     *d = line[x as usize];
                 }
             }
@@ -119,11 +138,30 @@ impl Gather {
                     .collect();
                 // Zeros only at the ends (the zero padding and the margin): one run reads.
                 let first = all.iter().position(Option::is_some).unwrap_or(width);
-                let x = all[first..]
+                let x: Vec<u32> = all[first..]
                     .iter()
                     .map_while(|&x| x.map(|x| x as u32))
                     .collect();
-                Columns { first, x }
+                // The longest stretch reading every sx-th column (sx of 1 or 2), if any.
+                let step = sx as u32;
+                let mut run = (0, 0);
+                if self.up.1 == 1 && (sx == 1 || sx == 2) {
+                    let mut lo = 0;
+                    for i in 1..=x.len() {
+                        if i == x.len() || x[i] != x[i - 1].wrapping_add(step) {
+                            if i - lo > run.1 - run.0 {
+                                run = (lo, i);
+                            }
+                            lo = i;
+                        }
+                    }
+                }
+                Columns {
+                    first,
+                    x,
+                    run,
+                    step: sx,
+                }
             })
             .collect())
     }
@@ -135,6 +173,10 @@ impl Gather {
 pub(super) struct Columns {
     first: usize,
     x: Vec<u32>,
+    /// A stretch `lo..hi` of `x` where each entry is the previous one plus `step` (the
+    /// stride, 1 or 2; empty where the input is upsampled), copied without the table.
+    run: (usize, usize),
+    step: usize,
 }
 
 /// Folds into each convolution the upsampling, padding and fake-quantisation steps before it
