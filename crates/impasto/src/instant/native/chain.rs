@@ -184,10 +184,24 @@ impl Chain {
 
     /// Runs the chain on `x` with its operands (the step's other inputs, in order).
     pub fn run(&self, x: Arg<'_>, operands: &[Option<&Value>], pool: &Pool) -> R<Value> {
+        if let Some(k) = self.widening(x.get(), operands) {
+            return self.run_widened(k, x, operands, pool);
+        }
         match self.ready(x.get(), operands)? {
             Some(ready) if self.reduce => Ok(mean_of(x.get(), &ready)),
             Some(ready) => {
-                let mut out = x.into_owned(pool);
+                // In place, or (the input is still read later) from the input into a new
+                // buffer in the same pass.
+                let (mut out, src) = match x {
+                    Arg::Owned(v) => (v, None),
+                    Arg::Borrowed(v) => (
+                        Value {
+                            data: Data::F32(pool.take_overwritten(v.len())),
+                            ..v.clone_shape()
+                        },
+                        Some(v.f32s()?),
+                    ),
+                };
                 let hw = out.shape[2] * out.shape[3];
                 let Data::F32(v) = &mut out.data else {
                     unreachable!("ready() checked the values are f32")
@@ -201,6 +215,9 @@ impl Chain {
                             .for_each(|(t, part)| {
                                 for (b, block) in part.chunks_mut(BLOCK).enumerate() {
                                     let offset = channel * hw + t * TASK + b * BLOCK;
+                                    if let Some(src) = src {
+                                        block.copy_from_slice(&src[offset..][..block.len()]);
+                                    }
                                     for link in &ready {
                                         link.run(block, channel, offset);
                                     }
@@ -211,6 +228,60 @@ impl Chain {
             }
             None => self.run_node_by_node(x.into_owned(pool), operands),
         }
+    }
+
+    /// The first link whose other operand has more values than the chain's input: the
+    /// instance normalisations' chains carry a per-channel value (the variance, its square
+    /// root) until it divides the full tensor (`x − mean`).
+    fn widening(&self, x: &Value, operands: &[Option<&Value>]) -> Option<usize> {
+        self.links.iter().position(|link| match link {
+            Link::Binary { other, .. } => {
+                operand(operands, *other).is_ok_and(|o| o.len() > x.len())
+            }
+            _ => false,
+        })
+    }
+
+    /// Runs links `..k` node by node on the small input, then the rest as a chain whose
+    /// value is link `k`'s big operand, with the small result as that link's operand (its
+    /// sides swapped, so each element is computed by the same expression).
+    fn run_widened(
+        &self,
+        k: usize,
+        x: Arg<'_>,
+        operands: &[Option<&Value>],
+        pool: &Pool,
+    ) -> R<Value> {
+        let Link::Binary {
+            op,
+            other,
+            reversed,
+        } = self.links[k]
+        else {
+            unreachable!("widening() found a binary link")
+        };
+        let prefix = Chain {
+            links: self.links[..k].to_vec(),
+            reduce: false,
+            original: None,
+        };
+        let small = prefix.run_node_by_node(x.into_owned(pool), operands)?;
+        let big = operand(operands, other)?;
+        let mut with_small = operands.to_vec();
+        with_small.push(Some(&small));
+        let mut links = vec![Link::Binary {
+            op,
+            // Operands are numbered from 1 (the chain's value is input 0).
+            other: with_small.len(),
+            reversed: !reversed,
+        }];
+        links.extend_from_slice(&self.links[k + 1..]);
+        let rest = Chain {
+            links,
+            reduce: self.reduce,
+            original: None,
+        };
+        rest.run(Arg::Borrowed(big), &with_small, pool)
     }
 
     /// The links' operands resolved for the fast path, or `None` where the values are not the
