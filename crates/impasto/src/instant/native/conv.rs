@@ -58,6 +58,9 @@ struct Planes {
     rows: usize,
     phases: usize,
     width: usize,
+    /// Where tap kx reads in its row's phase planes, relative to the row's first plane:
+    /// computed once per run, so the kernels do no division (and no checked arithmetic).
+    offsets: Vec<usize>,
 }
 
 /// A run of blocks, the first output row, and each of the blocks' channels' rows from there.
@@ -247,9 +250,12 @@ impl Conv {
                 for block in blocks {
                     let (mine, after) = rest.split_at_mut(block.channels);
                     rest = after;
-                    let mut outs: Vec<&mut [f32]> =
-                        mine.iter_mut().map(|p| &mut p[r * ow..][..ow]).collect();
-                    self.row(&planes, block, y0 + r, &mut outs, kernel);
+                    // On the stack: a depthwise layer makes a call per channel and row.
+                    let mut outs: [&mut [f32]; BLOCK] = Default::default();
+                    for (o, p) in outs.iter_mut().zip(mine.iter_mut()) {
+                        *o = &mut p[r * ow..][..ow];
+                    }
+                    self.row(&planes, block, y0 + r, &mut outs[..block.channels], kernel);
                 }
             }
         });
@@ -318,6 +324,7 @@ impl Conv {
             rows,
             phases: sx,
             width,
+            offsets: (0..self.kw).map(|kx| (kx % sx) * width + kx / sx).collect(),
         }
     }
 
@@ -426,19 +433,15 @@ impl Conv {
         assert!(planes.data.len() == self.cin * planes.rows * sx * planes.width);
         assert!(w.len() >= self.group_in * taps * N && bias.len() >= N && outs.len() == N);
         assert!(ci0 + self.group_in <= self.cin);
-        // Where tap kx reads in its row's phase planes, relative to the row's first plane:
-        // computed once, so the inner loop does no division (and no checked arithmetic).
-        let offsets: Vec<usize> = (0..kw)
-            .map(|kx| (kx % sx) * planes.width + kx / sx)
-            .collect();
+        let offsets = &planes.offsets[..kw];
         let rows_of = |ci: usize, row: usize| ((ci * planes.rows + row) * sx) * planes.width;
         let data = planes.data.as_ptr();
         // Few output channels (a depthwise layer's one, the last layer's three): their few
         // accumulators would make each tap wait for the previous multiply-add and load a
         // weight per multiply-add, so several groups of eight pixels are summed side by side.
         let start = match N {
-            1 | 2 => self.wide_avx2::<N, 4>(planes, (w, ci0), oy, outs, bias, &offsets),
-            3 | 4 => self.wide_avx2::<N, 2>(planes, (w, ci0), oy, outs, bias, &offsets),
+            1 | 2 => self.wide_avx2::<N, 4>(planes, (w, ci0), oy, outs, bias, offsets),
+            3 | 4 => self.wide_avx2::<N, 2>(planes, (w, ci0), oy, outs, bias, offsets),
             _ => 0,
         };
         for x0 in (start..ow).step_by(LANES) {
@@ -451,7 +454,7 @@ impl Conv {
                     // (asserted above); the weights of (ci, ky) are in the block.
                     let line = data.add(rows_of(ci0 + ci, oy * sy + ky) + x0);
                     let mut wk = w.as_ptr().add((ci * taps + ky * kw) * N);
-                    for &off in &offsets {
+                    for &off in offsets {
                         let xv = _mm256_loadu_ps(line.add(off));
                         for (n, a) in acc.iter_mut().enumerate() {
                             *a = _mm256_fmadd_ps(_mm256_set1_ps(*wk.add(n)), xv, *a);

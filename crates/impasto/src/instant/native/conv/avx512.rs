@@ -37,12 +37,7 @@ impl Conv {
         assert!(block.weights.len() >= self.group_in * kh * kw * N);
         assert!(bias.len() >= N && outs.len() == N);
         assert!(block.ci0 + self.group_in <= self.cin);
-        // Where tap kx reads in its row's phase planes, relative to the row's first plane:
-        // computed once, so the inner loop does no division.
-        let offsets: Vec<usize> = (0..kw)
-            .map(|kx| (kx % sx) * planes.width + kx / sx)
-            .collect();
-        let o = &offsets[..];
+        let o = &planes.offsets[..kw];
         // Accumulators: as many as fit beside the G input vectors (and enough to hide the
         // multiply-add's latency when N is small).
         match N {
