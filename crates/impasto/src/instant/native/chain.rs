@@ -17,13 +17,13 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use super::ops::{self, Binary, ChannelFakeQuantize, Unary};
+use super::ops::{self, Binary, ChannelFakeQuantize, Sum, Unary};
 use super::pool::Pool;
 use super::value::{Data, Layout, Value, R};
 use super::{Arg, Op, Source, Step};
 
 /// Values per block: a block and the few operands it reads stay in the L1 cache while every
-/// link runs over it.
+/// link runs over it. A multiple of eight (see [`Sum::add`]).
 const BLOCK: usize = 2048;
 /// Values per parallel task of a stored chain.
 const TASK: usize = 1 << 15;
@@ -421,7 +421,7 @@ fn clip_bounds(
 }
 
 /// The chain's per-channel mean without storing its values: each channel's values summed in
-/// f64 in order, as [`ops::global_average_pool`] sums them.
+/// f64 as [`ops::global_average_pool`] sums them ([`Sum`]).
 fn mean_of(x: &Value, ready: &[Ready<'_>]) -> Value {
     let hw = x.shape[2] * x.shape[3];
     let v = x.f32s().expect("ready() checked the values are f32");
@@ -430,18 +430,17 @@ fn mean_of(x: &Value, ready: &[Ready<'_>]) -> Value {
         .enumerate()
         .map(|(channel, plane)| {
             let mut block = [0f32; BLOCK];
-            let mut sum = 0f64;
+            // Summed as ops::global_average_pool sums (BLOCK is a multiple of eight).
+            let mut sum = Sum::default();
             for (b, part) in plane.chunks(BLOCK).enumerate() {
                 let block = &mut block[..part.len()];
                 block.copy_from_slice(part);
                 for link in ready {
                     link.run(block, channel, channel * hw + b * BLOCK);
                 }
-                for &e in block.iter() {
-                    sum += e as f64;
-                }
+                sum.add(block);
             }
-            (sum / hw as f64) as f32
+            (sum.total() / hw as f64) as f32
         })
         .collect();
     Value::new(vec![1, x.shape[1], 1, 1], Data::F32(mean))

@@ -396,13 +396,46 @@ pub(super) fn dequantize(
 
 /// The mean over H and W of each channel: `[1, C, H, W]` → `[1, C, 1, 1]`, summed in f64 so the
 /// mean does not depend on how the pixels were split over threads.
+/// A sum of f32 values in f64, element `i` into partial sum `i mod 8`, the eight added at the
+/// end: one running sum waits for each addition's latency (four cycles), eight are independent.
+/// Every channel mean of a channels-first value goes through it (fused or not), so those agree
+/// bit for bit.
+#[derive(Default)]
+pub(super) struct Sum([f64; 8]);
+
+impl Sum {
+    /// Adds `values`, which continue the ones added so far; every call but the last must add a
+    /// multiple of eight, so that each element keeps its partial sum.
+    pub fn add(&mut self, values: &[f32]) {
+        let chunks = values.chunks_exact(8);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            for (a, &e) in self.0.iter_mut().zip(chunk) {
+                *a += e as f64;
+            }
+        }
+        for (a, &e) in self.0.iter_mut().zip(rest) {
+            *a += e as f64;
+        }
+    }
+
+    pub fn total(&self) -> f64 {
+        let s = &self.0;
+        ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]))
+    }
+}
+
 pub(super) fn global_average_pool(x: &Value) -> R<Value> {
     if x.layout == Layout::Logical && x.shape.len() == 4 && x.shape[0] == 1 {
         let (c, hw) = (x.shape[1], x.shape[2] * x.shape[3]);
         let mean = x
             .f32s()?
             .par_chunks(hw.max(1))
-            .map(|plane| (plane.iter().map(|&e| e as f64).sum::<f64>() / hw as f64) as f32)
+            .map(|plane| {
+                let mut sum = Sum::default();
+                sum.add(plane);
+                (sum.total() / hw as f64) as f32
+            })
             .collect();
         return Ok(Value::new(vec![1, c, 1, 1], Data::F32(mean)));
     }
@@ -631,6 +664,22 @@ mod tests {
             data: Data::F32(data),
             layout: Layout::ChannelsLast,
         }
+    }
+
+    #[test]
+    fn a_sum_added_in_blocks_is_the_sum_added_at_once() {
+        let v: Vec<f32> = (0..10_001)
+            .map(|i| ((i * 7919 % 1009) as f32 - 500.0) / 3.0)
+            .collect();
+        let mut whole = Sum::default();
+        whole.add(&v);
+        let mut blocks = Sum::default();
+        for b in v.chunks(2048) {
+            blocks.add(b);
+        }
+        assert_eq!(whole.total().to_bits(), blocks.total().to_bits());
+        let plain: f64 = v.iter().map(|&e| e as f64).sum();
+        assert!((whole.total() - plain).abs() <= 1e-9 * plain.abs().max(1.0));
     }
 
     #[test]
