@@ -298,9 +298,16 @@ impl NativeGraph {
             .map(|mut s| s.take())
             .unwrap_or_default()
             .unwrap_or_default();
+        // Each step's time at trace level (`IMPASTO_LOG=impasto::instant=trace`), to profile.
+        let timed = tracing::enabled!(tracing::Level::TRACE);
         for (i, step) in self.steps.iter().enumerate() {
+            let start = timed.then(std::time::Instant::now);
             let value = run_step(step, &mut slots, &self.consts, (i, &self.last_use), &pool)
                 .map_err(|e| fail(format!("{}: {e}", step.name)))?;
+            if let Some(start) = start {
+                let ms = start.elapsed().as_secs_f64() * 1e3;
+                tracing::trace!("{ms:8.3} ms {:?} {}", value.shape, step.name);
+            }
             // Inputs read for the last time and still in their slot go back to the pool.
             for s in &step.inputs {
                 if let Source::Slot(slot) = *s {
