@@ -48,7 +48,9 @@ impl Conv {
         }
     }
 
-    /// The row in steps of `G` vectors, then single (the last one masked) vectors.
+    /// The row in tiles of `G` vectors, the rest in tiles of 4, 2 and 1 (a short row, as in the
+    /// style predictor's 64 px maps, still gets independent sums); the row's last vector is
+    /// masked to the row.
     #[target_feature(enable = "avx512f")]
     unsafe fn span<const N: usize, const G: usize>(
         &self,
@@ -59,19 +61,33 @@ impl Conv {
         bias: &[f32],
     ) {
         let ow = outs[0].len();
-        let mut x0 = 0;
-        while x0 + G * LANES <= ow {
-            // SAFETY: as asserted by row_avx512, for vectors ending at or before ow.
-            unsafe { self.tile::<N, G>(planes, block, at, x0, 0xffff, outs, bias) };
-            x0 += G * LANES;
+        if ow == 0 {
+            return;
         }
-        while x0 < ow {
-            let valid = LANES.min(ow - x0);
-            let mask = (((1u32 << valid) - 1) & 0xffff) as u16;
-            // SAFETY: as asserted by row_avx512; the store is masked to the row.
-            unsafe { self.tile::<N, 1>(planes, block, at, x0, mask, outs, bias) };
-            x0 += LANES;
+        let vectors = ow.div_ceil(LANES);
+        let last_mask = (((1u32 << (ow - (vectors - 1) * LANES)) - 1) & 0xffff) as u16;
+        let mut v = 0;
+        macro_rules! tiles {
+            ($g:expr) => {
+                while vectors - v >= $g {
+                    let mask = if v + $g == vectors { last_mask } else { 0xffff };
+                    // SAFETY: as asserted by row_avx512 (the planes hold the last vector whole);
+                    // the last vector's store is masked to the row.
+                    unsafe {
+                        self.tile::<N, { $g }>(planes, block, at, v * LANES, mask, outs, bias)
+                    };
+                    v += $g;
+                }
+            };
         }
+        tiles!(G);
+        if G > 4 {
+            tiles!(4);
+        }
+        if G > 2 {
+            tiles!(2);
+        }
+        tiles!(1);
     }
 
     /// `N` channels × `G` vectors of output pixels from column `x0`; the last vector's store
