@@ -213,7 +213,9 @@ impl Conv {
         }
         let (sy, sx) = self.stride;
         let (oh, ow) = ((hp - self.kh) / sy + 1, (wp - self.kw) / sx + 1);
+        let start = tracing::enabled!(tracing::Level::TRACE).then(std::time::Instant::now);
         let planes = self.planes(x, hp, ow, pool)?;
+        let planes_done = start.map(|s| s.elapsed());
         // Every output value is written by the kernels.
         let mut out = pool.take_overwritten(self.cout * oh * ow);
         let plane = oh * ow;
@@ -259,6 +261,14 @@ impl Conv {
                 }
             }
         });
+        if let (Some(start), Some(planes_done)) = (start, planes_done) {
+            let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+            tracing::trace!(
+                "{:8.3} ms planes, {:8.3} ms kernel",
+                ms(planes_done),
+                ms(start.elapsed() - planes_done)
+            );
+        }
         // The planes' buffer (as big as the input, or four times with an upsampling) goes back
         // to the pool: fresh memory of that size costs a page fault per 4 kB.
         pool.give(Value::new(vec![planes.data.len()], Data::F32(planes.data)));
