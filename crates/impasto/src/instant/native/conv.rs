@@ -420,6 +420,27 @@ impl Conv {
         }
     }
 
+    /// What makes a vector kernel's unchecked reads in bounds (it panics otherwise): every
+    /// line holds the last vector of `lanes` pixels at its furthest tap, the rows and channels
+    /// exist, the block of `n` channels has all its weights, and there is a bias and an output
+    /// row per channel.
+    fn assert_in_bounds(
+        &self,
+        planes: &Planes,
+        (w, ci0): (&[f32], usize),
+        (oy, ow): (usize, usize),
+        lanes: usize,
+        n: usize,
+        (bias, outs): (&[f32], usize),
+    ) {
+        let (kh, kw, (sy, sx)) = (self.kh, self.kw, self.stride);
+        assert!(planes.width >= ow.div_ceil(lanes) * lanes + (kw - 1) / sx);
+        assert!(oy * sy + kh <= planes.rows && planes.phases == sx);
+        assert!(planes.data.len() == self.cin * planes.rows * sx * planes.width);
+        assert!(w.len() >= self.group_in * kh * kw * n && bias.len() >= n && outs == n);
+        assert!(ci0 + self.group_in <= self.cin);
+    }
+
     /// The kernel with AVX2 vectors: for each group of eight output pixels, `N` accumulators
     /// stay in registers over every input channel and tap.
     #[cfg(target_arch = "x86_64")]
@@ -436,13 +457,7 @@ impl Conv {
         let (kh, kw, (sy, sx)) = (self.kh, self.kw, self.stride);
         let ow = outs[0].len();
         let taps = kh * kw;
-        // What makes the unchecked reads below in bounds: every line holds the last group of
-        // eight at its furthest tap, the rows exist, and the block has all its weights.
-        assert!(planes.width >= ow.div_ceil(LANES) * LANES + (kw - 1) / sx);
-        assert!(oy * sy + kh <= planes.rows && planes.phases == sx);
-        assert!(planes.data.len() == self.cin * planes.rows * sx * planes.width);
-        assert!(w.len() >= self.group_in * taps * N && bias.len() >= N && outs.len() == N);
-        assert!(ci0 + self.group_in <= self.cin);
+        self.assert_in_bounds(planes, (w, ci0), (oy, ow), LANES, N, (bias, outs.len()));
         let offsets = &planes.offsets[..kw];
         let rows_of = |ci: usize, row: usize| ((ci * planes.rows + row) * sx) * planes.width;
         let data = planes.data.as_ptr();

@@ -28,15 +28,9 @@ impl Conv {
         bias: &[f32],
     ) {
         let ow = outs[0].len();
-        let (kh, kw, (sy, sx)) = (self.kh, self.kw, self.stride);
-        // What makes the unchecked reads below in bounds: every line holds the last vector at
-        // its furthest tap, the rows exist, and the block has all its weights.
-        assert!(planes.width >= ow.div_ceil(LANES) * LANES + (kw - 1) / sx);
-        assert!(oy * sy + kh <= planes.rows && planes.phases == sx);
-        assert!(planes.data.len() == self.cin * planes.rows * sx * planes.width);
-        assert!(block.weights.len() >= self.group_in * kh * kw * N);
-        assert!(bias.len() >= N && outs.len() == N);
-        assert!(block.ci0 + self.group_in <= self.cin);
+        let kw = self.kw;
+        let blk = (&block.weights[..], block.ci0);
+        self.assert_in_bounds(planes, blk, (oy, ow), LANES, N, (bias, outs.len()));
         let o = &planes.offsets[..kw];
         // Accumulators: as many as fit beside the G input vectors (and enough to hide the
         // multiply-add's latency when N is small).
