@@ -410,10 +410,11 @@ impl Conv {
     ) {
         let (w, ci0) = (&block.weights[..], block.ci0);
         match kernel {
-            // SAFETY: Kernel::best chose it because the CPU has AVX-512F.
+            // SAFETY: a Kernel names only what the CPU runs (Kernel::best and ::available check
+            // its features): this one, AVX-512F.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx512 => unsafe { self.row_avx512::<N>(planes, block, oy, outs, bias) },
-            // SAFETY: Kernel::best chose it because the CPU has AVX2 and FMA.
+            // SAFETY: as above: AVX2 and FMA.
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => unsafe { self.row_avx2::<N>(planes, (w, ci0), oy, outs, bias) },
             Kernel::Plain => self.row_with::<N>(planes, (w, ci0), oy, outs, bias),
