@@ -425,6 +425,7 @@ impl Conv {
     /// line holds the last vector of `lanes` pixels at its furthest tap, the rows and channels
     /// exist, the block of `n` channels has all its weights, and there is a bias and an output
     /// row per channel.
+    #[cfg(target_arch = "x86_64")]
     fn assert_in_bounds(
         &self,
         planes: &Planes,
