@@ -33,6 +33,9 @@ const MIN_TASKS: usize = 8;
 /// Output channels per pass over the input: 8 accumulator vectors plus an input vector and a
 /// broadcast weight fit the 16 AVX2 registers.
 const BLOCK: usize = 8;
+/// The longest row a pointwise convolution reads its input's rows merged into (see
+/// [`Conv::rows_as`]).
+const MERGED_ROW: usize = 512;
 
 pub(super) struct Conv {
     cin: usize,
@@ -196,9 +199,10 @@ impl Conv {
                 self.cin, x.shape
             ));
         }
+        let (xh, xw) = self.rows_as((x.shape[2], x.shape[3]));
         let (h, w) = match &self.gather {
-            Some(g) => g.upsampled((x.shape[2], x.shape[3])),
-            None => (x.shape[2], x.shape[3]),
+            Some(g) => g.upsampled((xh, xw)),
+            None => (xh, xw),
         };
         let [top, left, bottom, right] = self
             .gather
@@ -214,7 +218,7 @@ impl Conv {
         let (sy, sx) = self.stride;
         let (oh, ow) = ((hp - self.kh) / sy + 1, (wp - self.kw) / sx + 1);
         let start = tracing::enabled!(tracing::Level::TRACE).then(std::time::Instant::now);
-        let planes = self.planes(x, hp, ow, pool)?;
+        let planes = self.planes(x, (xh, xw), hp, ow, pool)?;
         let planes_done = start.map(|s| s.elapsed());
         // Every output value is written by the kernels.
         let mut out = pool.take_overwritten(self.cout * oh * ow);
@@ -272,6 +276,12 @@ impl Conv {
         // The planes' buffer (as big as the input, or four times with an upsampling) goes back
         // to the pool: fresh memory of that size costs a page fault per 4 kB.
         pool.give(Value::new(vec![planes.data.len()], Data::F32(planes.data)));
+        // Rows merged by rows_as are the input's pixels in order, as are the output's.
+        let (oh, ow) = if (xh, xw) == (x.shape[2], x.shape[3]) {
+            (oh, ow)
+        } else {
+            (x.shape[2], x.shape[3])
+        };
         Ok(Value {
             shape: vec![1, self.cout, oh, ow],
             data: Data::F32(out),
@@ -279,16 +289,33 @@ impl Conv {
         })
     }
 
-    /// The phase planes of `x` read through a [`Gather`].
+    /// The rows and columns this convolution reads an `h`×`w` input as. A pointwise one (1×1,
+    /// stride 1, no padding, no upsampling: the style predictor's expansions and projections)
+    /// computes each pixel on its own, so it reads short rows merged into fewer, longer ones
+    /// of the same pixels in the same order (the pixels' sums are unchanged): the 8×8 and
+    /// 16×16 maps filled half a 16-lane vector or made a kernel call per 16 pixels.
+    fn rows_as(&self, (h, w): (usize, usize)) -> (usize, usize) {
+        let pointwise = (self.kh, self.kw, self.stride, self.pads) == (1, 1, (1, 1), [0; 4])
+            && self.gather.as_ref().is_none_or(Gather::is_elementwise);
+        if !pointwise {
+            return (h, w);
+        }
+        let merged = (1..=h).rev().find(|k| h % k == 0 && k * w <= MERGED_ROW);
+        let k = merged.unwrap_or(1);
+        (h / k, k * w)
+    }
+
+    /// The phase planes of `x`, read as `h`×`w`, through a [`Gather`].
     fn gathered_planes(
         &self,
         x: &Value,
         g: &Gather,
+        (h, w): (usize, usize),
         hp: usize,
         ow: usize,
         pool: &Pool,
     ) -> R<Planes> {
-        let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
+        let cin = self.cin;
         let width = self.plane_width(ow);
         let columns = g.columns((h, w), self.pads, self.stride.1, width)?;
         let src = x.f32s()?;
@@ -338,12 +365,20 @@ impl Conv {
         }
     }
 
-    /// The phase planes of `x` (either storage), with room for the last group of eight.
-    fn planes(&self, x: &Value, hp: usize, ow: usize, pool: &Pool) -> R<Planes> {
+    /// The phase planes of `x` (either storage), read as `h`×`w` (see [`Conv::rows_as`]), with
+    /// room for the last vector.
+    fn planes(
+        &self,
+        x: &Value,
+        (h, w): (usize, usize),
+        hp: usize,
+        ow: usize,
+        pool: &Pool,
+    ) -> R<Planes> {
         if let Some(g) = &self.gather {
-            return self.gathered_planes(x, g, hp, ow, pool);
+            return self.gathered_planes(x, g, (h, w), hp, ow, pool);
         }
-        let (h, w, cin) = (x.shape[2], x.shape[3], self.cin);
+        let cin = self.cin;
         let [top, left, ..] = self.pads;
         let sx = self.stride.1;
         let width = self.plane_width(ow);
@@ -595,7 +630,7 @@ impl Conv {
 /// The convolution kernels, by instruction set; the CPU's best is chosen at run time (the crate
 /// is compiled for baseline x86-64). The vector kernels give the same bits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Kernel {
+pub(super) enum Kernel {
     #[cfg(target_arch = "x86_64")]
     Avx512,
     #[cfg(target_arch = "x86_64")]
@@ -606,7 +641,7 @@ enum Kernel {
 impl Kernel {
     /// The widest the CPU runs; `IMPASTO_NO_AVX512` set in the environment passes over AVX-512
     /// (to compare the two on one machine).
-    fn best() -> Kernel {
+    pub fn best() -> Kernel {
         static BEST: std::sync::OnceLock<Kernel> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
@@ -783,6 +818,56 @@ mod tests {
                         .zip(want.f32s().unwrap())
                         .all(|(a, b)| a.to_bits() == b.to_bits());
                     assert!(same, "{up:?} {pad:?} stride {stride} last {channels_last}");
+                }
+            }
+        }
+    }
+
+    /// A pointwise convolution reads its input's rows merged ([`Conv::rows_as`]); run on one
+    /// row at a time, nothing merges. Both give the same bits, in the input's shape, with and
+    /// without a gather, for maps merged into one row (a prime height among them) or into
+    /// several, and a map of rows too long to merge, stored either way.
+    #[test]
+    fn a_pointwise_convolution_on_merged_rows_gives_the_same_bits() {
+        use super::super::gather::Gather;
+        let pool = Pool::default();
+        let (cin, cout) = (19, 11);
+        let wt: Vec<f32> = (0..cout * cin)
+            .map(|i| ((i * 53 % 89) as f32 - 44.0) / 31.0)
+            .collect();
+        let weights = Value::new(vec![cout, cin, 1, 1], Data::F32(wt));
+        let bias = Value::new(vec![cout], Data::F32((0..cout).map(|i| i as f32).collect()));
+        let plain = Conv::new(&weights, Some(&bias), 1, &[], &[]).unwrap();
+        let mut gathered = Conv::new(&weights, Some(&bias), 1, &[], &[]).unwrap();
+        gathered.set_gather(Gather::for_test((1, 1), None));
+        for (h, w) in [(8, 8), (16, 16), (64, 48), (23, 19), (3, 700)] {
+            let x: Vec<f32> = (0..cin * h * w)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 13.0)
+                .collect();
+            let row = |y: usize| {
+                let r = (0..cin).flat_map(|c| &x[(c * h + y) * w..][..w]).copied();
+                Value::new(vec![1, cin, 1, w], Data::F32(r.collect()))
+            };
+            let x = Value::new(vec![1, cin, h, w], Data::F32(x.clone()));
+            for conv in [&plain, &gathered] {
+                if w <= MERGED_ROW {
+                    assert_ne!(conv.rows_as((h, w)), (h, w), "{h}×{w} is not merged");
+                }
+                // want[c][y][x] from the rows' results.
+                let rows: Vec<Value> = (0..h).map(|y| conv.run(&row(y), &pool).unwrap()).collect();
+                let want: Vec<u32> = (0..cout)
+                    .flat_map(|c| {
+                        rows.iter()
+                            .flat_map(move |r| &r.f32s().unwrap()[c * w..][..w])
+                    })
+                    .map(|v| v.to_bits())
+                    .collect();
+                for x in [x.clone(), x.clone().into_channels_last().unwrap()] {
+                    let got = conv.run(&x, &pool).unwrap();
+                    assert_eq!(got.shape, [1, cout, h, w]);
+                    let got: Vec<u32> = got.f32s().unwrap().iter().map(|v| v.to_bits()).collect();
+                    let gathers = conv.gathers();
+                    assert!(got == want, "{h}×{w}, {:?}, gather {gathers}", x.layout);
                 }
             }
         }

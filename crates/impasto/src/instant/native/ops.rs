@@ -265,6 +265,7 @@ impl ChannelFakeQuantize {
     }
 
     /// Over `v`, values of channel `channel`.
+    #[inline(always)]
     pub fn over(&self, v: &mut [f32], channel: usize) {
         let k = if self.scale.len() == 1 { 0 } else { channel };
         let (r, s, z) = (self.recip[k], self.scale[k], self.zero[k]);
@@ -275,7 +276,7 @@ impl ChannelFakeQuantize {
 
 /// `dequantize(quantize(v))` for one value, given the scale's reciprocal, the scale and the
 /// zero point: what [`fake_quantize`] and the fused chains compute.
-#[inline]
+#[inline(always)]
 pub(super) fn fake_quantize_one(v: f32, recip: f32, scale: f32, zero: f32) -> f32 {
     ((round_half_even(v * recip) + zero).clamp(-128.0, 127.0) - zero) * scale
 }
@@ -284,6 +285,7 @@ pub(super) fn fake_quantize_one(v: f32, recip: f32, scale: f32, zero: f32) -> f3
 /// default rounding (to nearest, ties to even) does the rounding. Unlike `round_ties_even` this
 /// compiles to two vector additions instead of a call to `rintf` per element. Larger values are
 /// clamped first (they saturate the int8 result either way); NaN stays NaN (and becomes 0).
+#[inline(always)]
 fn round_half_even(v: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
     let v = v.clamp(-4_194_304.0, 4_194_304.0);
