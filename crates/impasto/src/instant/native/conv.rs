@@ -320,7 +320,7 @@ impl Conv {
         let columns = g.columns((h, w), self.pads, self.stride.1, width)?;
         let src = x.f32s()?;
         let channels_last = x.layout == Layout::ChannelsLast;
-        Ok(self.fill_planes(hp, width, pool, |ci, row, phases| {
+        let copy = |ci, row, phases: &mut [f32]| {
             let shape = (cin, h, w);
             g.row(
                 src,
@@ -331,7 +331,8 @@ impl Conv {
                 self.pads,
                 phases,
             )
-        }))
+        };
+        Ok(self.fill_planes(hp, width, pool, copy, |ci, block| g.apply(block, ci)))
     }
 
     /// Values per phase-plane row: the output's groups of eight and the kernel's reach.
@@ -339,22 +340,37 @@ impl Conv {
         ow.div_ceil(WIDEST) * WIDEST + (self.kw - 1) / self.stride.1 + 1
     }
 
-    /// Phase planes of `rows` rows of `width`, zeros filled by `row(ci, row, phases)`.
+    /// Phase planes of `rows` rows of `width`, zeros filled by `row(ci, row, phases)`, then
+    /// changed by `then(ci, rows)` a few rows of a channel at a time (zeros included).
     fn fill_planes(
         &self,
         rows: usize,
         width: usize,
         pool: &Pool,
         row: impl Fn(usize, usize, &mut [f32]) + Sync,
+        then: impl Fn(usize, &mut [f32]) + Sync,
     ) -> Planes {
         let sx = self.stride.1;
+        let channel = rows * sx * width;
+        // Rows a task fills, then changes: about 16 kB, changed while in the cache but after
+        // the copy's stores are done (changed right after, row by row, the loads waited on them).
+        let block = (4096 / (sx * width)).clamp(1, rows.max(1)) * sx * width;
         // Each row is zeroed while it is in the cache, before `row` fills what it reads.
-        let mut data = pool.take_overwritten(self.cin * rows * sx * width);
-        data.par_chunks_mut(sx * width)
+        let mut data = pool.take_overwritten(self.cin * channel);
+        data.par_chunks_mut(channel.max(1))
             .enumerate()
-            .for_each(|(i, phases)| {
-                phases.fill(0.0);
-                row(i / rows, i % rows, phases)
+            .flat_map(|(ci, c)| {
+                c.par_chunks_mut(block.max(1))
+                    .enumerate()
+                    .map(move |(b, rows)| (ci, b, rows))
+            })
+            .for_each(|(ci, b, task)| {
+                let first = b * block / (sx * width);
+                for (r, phases) in task.chunks_mut(sx * width).enumerate() {
+                    phases.fill(0.0);
+                    row(ci, first + r, phases);
+                }
+                then(ci, task);
             });
         Planes {
             data,
@@ -384,7 +400,7 @@ impl Conv {
         let width = self.plane_width(ow);
         let src = x.f32s()?;
         let channels_last = x.layout == Layout::ChannelsLast;
-        Ok(self.fill_planes(hp, width, pool, |ci, row, phases| {
+        let copy = |ci: usize, row: usize, phases: &mut [f32]| {
             let Some(y) = row.checked_sub(top).filter(|&y| y < h) else {
                 return; // a padding row: zeros
             };
@@ -410,7 +426,9 @@ impl Conv {
                     }
                 }
             }
-        }))
+        };
+        // No elementwise steps: nothing to change.
+        Ok(self.fill_planes(hp, width, pool, copy, |_, _| ()))
     }
 
     /// Output row `oy` of a block of channels (`outs`: one row per channel of the block).

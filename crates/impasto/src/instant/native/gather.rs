@@ -33,7 +33,7 @@ pub(super) struct Gather {
 #[derive(Clone, Debug)]
 enum Elementwise {
     Quantize(ChannelFakeQuantize),
-    /// A Clip (the predictor's ReLU6) with its bounds, low ≤ 0 ≤ high.
+    /// A Clip (the predictor's ReLU6) with its bounds, which hold zero.
     Clip(f32, f32),
 }
 
@@ -70,6 +70,17 @@ fn apply(steps: &[Elementwise], v: &mut [f32], channel: usize) {
 }
 
 impl Elementwise {
+    /// Whether it maps a zero to a zero (the same bits) in each of `channels` channels: the
+    /// zeros of a padding may be copied either side of it, and all of a phase plane's zeros
+    /// go through it.
+    fn keeps_zero(&self, channels: usize) -> bool {
+        (0..channels).all(|c| {
+            let mut zero = [0.0];
+            self.over(&mut zero, c);
+            zero[0].to_bits() == 0
+        })
+    }
+
     /// Over `v`, values of channel `channel`.
     #[inline(always)]
     fn over(&self, v: &mut [f32], channel: usize) {
@@ -132,7 +143,7 @@ impl Gather {
             return; // a zero row
         };
         for (dst, cols) in phases.chunks_mut(width).zip(columns) {
-            // Zeros outside `cols.first..`: they stay zero (quantised, zero is zero).
+            // Zeros outside `cols.first..` (each step keeps a zero).
             let dst = &mut dst[cols.first..][..cols.x.len()];
             if channels_last {
                 let base = y * w * c + ci;
@@ -164,8 +175,12 @@ impl Gather {
                     *d = line[x as usize];
                 }
             }
-            apply(&self.elementwise, dst, ci);
         }
+    }
+
+    /// Its elementwise steps over `v`, values of channel `channel` (zeros stay zeros).
+    pub fn apply(&self, v: &mut [f32], channel: usize) {
+        apply(&self.elementwise, v, channel);
     }
 
     /// For each of `sx` phases, the input column of each of its plane columns that reads one
@@ -281,8 +296,9 @@ pub(super) fn fuse(steps: Vec<Step>, consts: &[Value], output: Source) -> Vec<St
                     let q = scale.zip(zero).and_then(|(scale, zero)| {
                         ChannelFakeQuantize::new(scale, zero, channels, *axis == 1)
                     });
-                    q.map(|q| gather.elementwise.push(Elementwise::Quantize(q)))
-                        .is_some()
+                    let q = q.map(Elementwise::Quantize);
+                    let q = q.filter(|q| q.keeps_zero(channels));
+                    q.map(|q| gather.elementwise.push(q)).is_some()
                 }
                 Op::Clip => {
                     // Absent bounds: none; not constant: no fusion.
@@ -291,9 +307,10 @@ pub(super) fn fuse(steps: Vec<Step>, consts: &[Value], output: Source) -> Vec<St
                         b => konst(b).and_then(|v| v.as_f32_vec().first().copied()),
                     };
                     match (bound(1, f32::NEG_INFINITY), bound(2, f32::INFINITY)) {
-                        (Some(lo), Some(hi)) if lo <= 0.0 && hi >= 0.0 => {
-                            gather.elementwise.push(Elementwise::Clip(lo, hi));
-                            true
+                        (Some(lo), Some(hi)) => {
+                            let clip = Elementwise::Clip(lo, hi);
+                            let keeps = clip.keeps_zero(1);
+                            keeps.then(|| gather.elementwise.push(clip)).is_some()
                         }
                         _ => false,
                     }
@@ -405,5 +422,27 @@ impl Gather {
                 Elementwise::Quantize(q(0.11, -2.0)),
             ],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A phase plane's zeros (padding and margins) go through the steps, and zeros may be
+    /// padded either side of them: a step that moves zero (a zero point outside int8, a Clip
+    /// whose bounds exclude zero) is not folded into a gather.
+    #[test]
+    fn only_steps_that_keep_zero_are_gathered() {
+        let q = |zeros: Vec<f32>| {
+            let scales = vec![0.5; zeros.len()];
+            let n = zeros.len();
+            Elementwise::Quantize(ChannelFakeQuantize::new(scales, Some(zeros), n, true).unwrap())
+        };
+        assert!(q(vec![3.0, -128.0, 127.0]).keeps_zero(3));
+        assert!(!q(vec![3.0, 200.0]).keeps_zero(2));
+        assert!(Elementwise::Clip(0.0, 6.0).keeps_zero(1));
+        assert!(!Elementwise::Clip(0.1, 6.0).keeps_zero(1));
+        assert!(!Elementwise::Clip(-2.0, -1.0).keeps_zero(1));
     }
 }
