@@ -124,7 +124,8 @@ impl Gather {
     }
 
     /// Fills `phases` (`sx` planes of `width` values: row `row` of channel `ci`, padded
-    /// coordinates) from `src`, a `[1, C, h, w]` value stored channels first or last.
+    /// coordinates) from `src`, a `[1, C, h, w]` value stored channels first or last, through
+    /// the upsampling and padding; the elementwise steps are [`Gather::apply`]'s, run after.
     #[allow(clippy::too_many_arguments)]
     pub fn row(
         &self,
