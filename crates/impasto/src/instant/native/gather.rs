@@ -37,38 +37,6 @@ enum Elementwise {
     Clip(f32, f32),
 }
 
-/// `steps` in order over `v`, values of channel `channel`, compiled for the widest vectors
-/// the CPU has ([`Kernel::best`]): the crate is built for baseline x86-64, whose four lanes made
-/// this a fifth of the style predictor's time. The same operations on each value, so the same
-/// bits (Rust never fuses a multiply and an add on its own).
-fn apply(steps: &[Elementwise], v: &mut [f32], channel: usize) {
-    #[inline(always)]
-    fn each(steps: &[Elementwise], v: &mut [f32], channel: usize) {
-        for e in steps {
-            e.over(v, channel);
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn avx512(steps: &[Elementwise], v: &mut [f32], channel: usize) {
-        each(steps, v, channel)
-    }
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn avx2(steps: &[Elementwise], v: &mut [f32], channel: usize) {
-        each(steps, v, channel)
-    }
-    match Kernel::best() {
-        // SAFETY: Kernel::best names only what the CPU runs.
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe { avx512(steps, v, channel) },
-        // SAFETY: as above.
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 => unsafe { avx2(steps, v, channel) },
-        Kernel::Plain => each(steps, v, channel),
-    }
-}
-
 impl Elementwise {
     /// Whether it maps a zero to a zero (the same bits) in each of `channels` channels: the
     /// zeros of a padding may be copied either side of it, and all of a phase plane's zeros
@@ -179,9 +147,38 @@ impl Gather {
         }
     }
 
-    /// Its elementwise steps over `v`, values of channel `channel` (zeros stay zeros).
+    /// Its elementwise steps in order over `v`, values of channel `channel` (zeros stay zeros),
+    /// compiled for the widest vectors the CPU has ([`Kernel::best`]): the crate is built for
+    /// baseline x86-64, whose four lanes made this a fifth of the style predictor's time. The
+    /// same operations on each value, so the same bits (Rust never fuses a multiply and an add
+    /// on its own).
     pub fn apply(&self, v: &mut [f32], channel: usize) {
-        apply(&self.elementwise, v, channel);
+        #[inline(always)]
+        fn each(steps: &[Elementwise], v: &mut [f32], channel: usize) {
+            for e in steps {
+                e.over(v, channel);
+            }
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        fn avx512(steps: &[Elementwise], v: &mut [f32], channel: usize) {
+            each(steps, v, channel)
+        }
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2(steps: &[Elementwise], v: &mut [f32], channel: usize) {
+            each(steps, v, channel)
+        }
+        let steps = &self.elementwise[..];
+        match Kernel::best() {
+            // SAFETY: Kernel::best names only what the CPU runs.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx512 => unsafe { avx512(steps, v, channel) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { avx2(steps, v, channel) },
+            Kernel::Plain => each(steps, v, channel),
+        }
     }
 
     /// For each of `sx` phases, the input column of each of its plane columns that reads one
